@@ -1,0 +1,219 @@
+"""A variant on disk: a portable folder that reloads anywhere and proves it reproduces its own predictions.
+
+Layout (v1)::
+
+    config.json, model.safetensors   the model (safetensors only: loading never unpickles)
+    tokenizer files                  what AutoTokenizer.from_pretrained reads
+    bundle.json                      format, name, kind, parent, recipe step, labels, max_length, metrics and the
+                                     probe: fixed texts with the logits the model gave when it was saved
+
+A bundle is written to a temporary sibling folder and renamed into place, so a killed save leaves no folder that
+looks whole; ``verify_bundle`` reloads it in a fresh process and compares the probe logits before anyone records it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import LabError
+
+FORMAT = "compression-lab-bundle"
+VERSION = 1
+META_FILE = "bundle.json"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+PROBE_TEXTS = (
+    "A gripping, beautifully acted film that stays with you.",
+    "Dull, overlong and painfully predictable.",
+    "The plot is thin but the performances carry it.",
+    "I have never been so bored in a cinema.",
+    "Stocks rallied after the central bank held rates steady.",
+    "The striker scored twice in the final minutes of the match.",
+    "A new chip promises faster machine learning on laptops.",
+    "it 's a charming and often affecting journey .",
+    "not bad at all",
+    "Le film est magnifique. 素晴らしい映画でした。 🎬",
+)
+FP32_ATOL = 1e-4  # logits of a reloaded fp32 model: only kernel summation order differs
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+
+
+def read_meta(folder: str | Path) -> dict:
+    path = Path(folder) / META_FILE
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LabError(f"{folder} is not a bundle (no {META_FILE})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise LabError(f"bundle {folder} is broken: {META_FILE} is not valid JSON ({err})") from err
+    if meta.get("format") != FORMAT or not isinstance(meta.get("version"), int):
+        raise LabError(f"{folder} is not a {FORMAT} folder")
+    if meta["version"] > VERSION:
+        raise LabError(f"bundle {folder} has format version {meta['version']}; this lab reads up to {VERSION}: upgrade")
+    return meta
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def bundle_bytes(folder: str | Path) -> int:
+    """Real bytes of every file in the bundle: what "size" means everywhere in the lab."""
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+
+
+class Bundle:
+    """A loaded variant: tokenizer + model + metadata, ready to predict on CPU."""
+
+    def __init__(self, folder: Path, meta: dict, tokenizer, model):
+        self.folder, self.meta, self.tokenizer, self.model = folder, meta, tokenizer, model
+        self.labels: list[str] = list(meta["labels"])
+        self.max_length: int = int(meta["max_length"])
+
+    @property
+    def name(self) -> str:
+        return self.meta["name"]
+
+    def logits(self, texts: list[str] | tuple[str, ...], batch_size: int = 32):
+        """``(len(texts), num_labels)`` float32 numpy logits. Texts are padded per batch, truncated to max_length."""
+        import numpy as np
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                enc = self.tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
+                                     max_length=self.max_length, return_tensors="pt")
+                out.append(self.model(**enc).logits.float().numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(self.labels)), dtype=np.float32)
+
+    def predict(self, texts: list[str], batch_size: int = 32) -> list[Prediction]:
+        import numpy as np
+
+        logits = self.logits(texts, batch_size)
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        return [Prediction(self.labels[int(p.argmax())], float(p.max()),
+                           {name: float(v) for name, v in zip(self.labels, p)}) for p in probs]
+
+
+def save_bundle(model, tokenizer, folder: str | Path, *, name: str, kind: str, labels: list[str], max_length: int,
+                parent: str | None = None, step: dict | None = None, metrics: dict | None = None,
+                extra: dict | None = None) -> Path:
+    """Write ``model`` + ``tokenizer`` as a bundle at ``folder`` (replacing an older one) and return its path."""
+    import torch
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        model.eval()
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        meta = dict(format=FORMAT, version=VERSION, name=name, kind=kind, parent=parent, step=step or {},
+                    labels=list(labels), max_length=int(max_length), metrics=metrics or {},
+                    created=time.time(), versions=_versions(), **(extra or {}))
+        probe = Bundle(tmp, meta, tokenizer, model).logits(PROBE_TEXTS)
+        meta["probe"] = {"texts": list(PROBE_TEXTS), "logits": probe.tolist(), "atol": FP32_ATOL,
+                         "torch_threads": torch.get_num_threads()}
+        _write_json_atomic(tmp / META_FILE, meta)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def load_bundle(folder: str | Path) -> Bundle:
+    """Load a bundle folder. Refuses pickle-based weights and remote code."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = Path(folder)
+    meta = read_meta(folder)
+    pickled = [p.name for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES]
+    if pickled:
+        raise LabError(f"bundle {folder} holds pickle-based weights ({', '.join(pickled)}); only safetensors are loaded")
+    if not (folder / "model.safetensors").is_file():
+        raise LabError(f"bundle {folder} is broken: model.safetensors is missing")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=False,
+                                                                   use_safetensors=True)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise LabError(f"bundle {folder} is broken: {str(err).splitlines()[0][:200]}") from err
+    model.eval()
+    return Bundle(folder, meta, tokenizer, model)
+
+
+def check_probe(bundle: Bundle) -> dict[str, Any]:
+    """Compare the bundle's probe logits now with those recorded at save time."""
+    import numpy as np
+
+    probe = bundle.meta.get("probe")
+    if not probe:
+        raise LabError(f"bundle {bundle.folder} has no probe set to verify against")
+    expected = np.asarray(probe["logits"], dtype=np.float32)
+    got = bundle.logits(probe["texts"])
+    diff = float(np.abs(got - expected).max())
+    argmax_equal = bool((got.argmax(1) == expected.argmax(1)).all())
+    return {"ok": argmax_equal and diff <= probe["atol"], "argmax_equal": argmax_equal, "max_abs_diff": diff,
+            "atol": probe["atol"], "probes": len(probe["texts"])}
+
+
+def verify_bundle(folder: str | Path, timeout: float = 900) -> dict[str, Any]:
+    """Reload the bundle in a fresh Python process and check it reproduces its probe predictions.
+
+    Raises ``LabError`` when it does not; returns the comparison otherwise.
+    """
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run([sys.executable, "-m", "compression", "verify", str(folder), "--json"],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+    lines = proc.stdout.strip().splitlines()
+    try:
+        result = json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        reason = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise LabError(f"bundle {folder} did not reload in a fresh process: {reason}") from None
+    if not result.get("ok"):
+        raise LabError(f"bundle {folder} does not reproduce its predictions after reload: "
+                       f"argmax equal {result.get('argmax_equal')}, max |Δlogit| {result.get('max_abs_diff')}")
+    return result
+
+
+def update_meta(folder: str | Path, **fields) -> dict:
+    """Merge ``fields`` into bundle.json (dicts merge one level deep), written atomically."""
+    folder = Path(folder)
+    meta = read_meta(folder)
+    for key, value in fields.items():
+        meta[key] = {**meta.get(key, {}), **value} if isinstance(value, dict) and isinstance(meta.get(key), dict) else value
+    _write_json_atomic(folder / META_FILE, meta)
+    return meta
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": sys.version.split()[0]}
+    for package in ("torch", "transformers", "safetensors"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return out

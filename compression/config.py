@@ -1,0 +1,172 @@
+"""Typed recipe configs and a strict loader: unknown keys and bad values are errors that name the field.
+
+A recipe is a YAML (or JSON) file whose sections map one-to-one onto these dataclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MAX_RECIPE_BYTES = 1 << 20
+
+
+def _check(ok: bool, where: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ValueError(f"{where}: invalid value {value!r} (allowed: {allowed})")
+
+
+def check_name(value: str, where: str) -> None:
+    """Names become folder names: letters, digits, '_', '-', '.', at most 64, no path separators."""
+    _check(isinstance(value, str) and bool(NAME.match(value)) and value not in (".", ".."), where, value,
+           "1-64 letters, digits, '_', '-', '.', starting with a letter or digit")
+
+
+@dataclass
+class DataConfig:
+    """Where the labelled text comes from and how much of it to use."""
+
+    source: str = field(default="embedded:rotten-tomatoes", metadata={
+        "help": "embedded:rotten-tomatoes, a CSV/TSV/JSONL/Parquet file, a folder of train/validation/test "
+                "files, or a Hub data set id (glue/sst2, user/name:config)"})
+    text_column: str | None = field(default=None, metadata={"help": "text column; detected when omitted"})
+    label_column: str | None = field(default=None, metadata={"help": "label column; detected when omitted"})
+    label_names: list[str] | None = field(default=None, metadata={"help": "names for int labels 0..K-1"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "seeded subset of train"})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "seeded subset of validation"})
+    max_test_samples: int | None = field(default=None, metadata={"help": "seeded subset of test"})
+    seed: int = 42
+
+    def __post_init__(self):
+        _check(bool(self.source and self.source.strip()), "data.source", self.source, "a non-empty reference")
+        for name in ("max_train_samples", "max_eval_samples", "max_test_samples"):
+            value = getattr(self, name)
+            _check(value is None or value >= 1, f"data.{name}", value, "an integer >= 1 or null")
+        if self.label_names is not None:
+            _check(len(self.label_names) >= 2 and len(set(self.label_names)) == len(self.label_names),
+                   "data.label_names", self.label_names, "at least two distinct names")
+
+
+@dataclass
+class TeacherConfig:
+    """The model every variant is compared against."""
+
+    model: str = field(default="embedded:minilm-l6", metadata={
+        "help": "embedded:minilm-l6, embedded:mpnet-base, a local model folder or a Hub id"})
+    name: str = "teacher"
+    max_length: int = field(default=128, metadata={"help": "tokens per text; longer texts are truncated"})
+
+    def __post_init__(self):
+        check_name(self.name, "teacher.name")
+        _check(bool(self.model and self.model.strip()), "teacher.model", self.model, "a non-empty reference")
+        _check(8 <= self.max_length <= 512, "teacher.max_length", self.max_length, "8..512")
+
+
+@dataclass
+class Recipe:
+    """A whole build: data, teacher and (in later stages) the variants made from it."""
+
+    name: str
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    seed: int = 42
+    description: str = ""
+
+    def __post_init__(self):
+        check_name(self.name, "name")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------- strict loading
+
+def _type_name(tp) -> str:
+    if get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    if get_origin(tp) in (Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in get_args(tp))
+    if get_origin(tp) is list:
+        return f"list of {_type_name(get_args(tp)[0])}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp, where: str):
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _convert(value, arg, where)
+            except ValueError as err:
+                errors.append(err)
+        if len(errors) == 1:
+            raise errors[0]
+        raise ValueError(f"{where}: invalid value {value!r} (allowed: {_type_name(tp)})")
+    if origin is Literal:
+        _check(value in get_args(tp), where, value, _type_name(tp))
+        return value
+    if origin is list:
+        _check(isinstance(value, list), where, value, _type_name(tp))
+        return [_convert(v, get_args(tp)[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if tp is bool:
+        _check(isinstance(value, bool), where, value, "true or false")
+    elif tp is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), where, value, "an integer")
+    elif tp is float:
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool), where, value, "a number")
+        value = float(value)
+    elif tp is str:
+        _check(isinstance(value, str), where, value, "a string")
+    return value
+
+
+def from_dict(cls, data: Any, where: str = "recipe"):
+    """Build dataclass ``cls`` from plain data; every error names the field path, the bad value and what is allowed."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a mapping of keys to values, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        raise ValueError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(fields)})")
+    missing = [n for n, f in fields.items() if n not in data and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ValueError(f"{where}: missing required key {missing[0]!r}")
+    prefix = "" if where == "recipe" else f"{where}."
+    kwargs = {k: _convert(v, hints[k], f"{prefix}{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe file (YAML or JSON)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"recipe {path} does not exist")
+    if path.stat().st_size > MAX_RECIPE_BYTES:
+        raise ValueError(f"recipe {path} is larger than {MAX_RECIPE_BYTES // 1024} KiB")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as err:
+        raise ValueError(f"recipe {path} is not valid YAML/JSON: {str(err).splitlines()[0]}") from err
+    if isinstance(data, dict):
+        data.setdefault("name", path.stem)
+    return from_dict(Recipe, data)
+
+
+__all__ = ["DataConfig", "TeacherConfig", "Recipe", "from_dict", "load_recipe", "check_name"]

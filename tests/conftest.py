@@ -1,0 +1,99 @@
+"""Shared fixtures: tiny BERT models built in code (no network) and small synthetic data sets on disk."""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+POSITIVE = "good great superb moving brilliant charming fresh delightful".split()
+NEGATIVE = "bad awful dull boring tedious clumsy stale dreadful".split()
+FILLER = "the film movie plot was is a an and with story acting cast script ending quite very".split()
+
+
+def synthetic_rows(n: int, seed: int = 0) -> list[tuple[str, int]]:
+    """A sentiment task a tiny model can learn: a sentence is positive iff it holds more positive words."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        label = rng.randint(0, 1)
+        main, other = (POSITIVE, NEGATIVE) if label else (NEGATIVE, POSITIVE)
+        words = rng.sample(FILLER, 4) + rng.sample(main, 2) + rng.sample(other, rng.randint(0, 1))
+        rng.shuffle(words)
+        rows.append((" ".join(words), label))
+    return rows
+
+
+def write_vocab(folder: Path, extra: list[str] = ()) -> Path:
+    words = sorted(set(POSITIVE + NEGATIVE + FILLER + list(extra)))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words
+    path = folder / "vocab.txt"
+    path.write_text("\n".join(vocab) + "\n")
+    return path
+
+
+def make_tiny_backbone(folder: Path, hidden: int = 32, layers: int = 2, seed: int = 0, extra_vocab=()) -> Path:
+    """Save a tiny BertModel + WordPiece tokenizer as a plain local model folder (like the embedded backbones)."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = write_vocab(folder, list(extra_vocab))
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=2, intermediate_size=hidden * 2, max_position_embeddings=64)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return make_tiny_backbone(tmp_path_factory.mktemp("models") / "tiny-bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """A folder with train/validation/test TSV files of the synthetic task (string-free int labels)."""
+    folder = tmp_path_factory.mktemp("data") / "synthetic"
+    folder.mkdir()
+    for split, n, seed in (("train", 200, 1), ("validation", 60, 2), ("test", 80, 3)):
+        lines = ["sentence\tlabel"] + [f"{t}\t{y}" for t, y in synthetic_rows(n, seed)]
+        (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data folder {SHARED_DATA} is absent")
+    return SHARED_DATA
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 600):
+    """Run ``python -m compression ARGS`` in a fresh process, as a user would."""
+    import subprocess
+
+    full_env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    return subprocess.run([sys.executable, "-m", "compression", *args], capture_output=True, text=True,
+                          timeout=timeout, env=full_env, cwd=ROOT)
+
+
+def embedded_installed(package: str) -> bool:
+    from importlib import metadata
+
+    try:
+        metadata.distribution(package)
+        return True
+    except metadata.PackageNotFoundError:
+        return False

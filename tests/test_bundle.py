@@ -1,0 +1,60 @@
+import json
+
+import pytest
+
+from compression.bundle import PROBE_TEXTS, bundle_bytes, load_bundle, read_meta, save_bundle, verify_bundle
+from compression.errors import LabError
+from compression.sources import load_tokenizer_and_model
+
+
+@pytest.fixture
+def bundle_dir(tiny_model, tmp_path):
+    tokenizer, model = load_tokenizer_and_model(str(tiny_model), ["neg", "pos"])
+    return save_bundle(model, tokenizer, tmp_path / "teacher", name="teacher", kind="teacher", labels=["neg", "pos"],
+                       max_length=32, step={"stage": "teacher"})
+
+
+def test_save_writes_a_whole_folder(bundle_dir):
+    names = {p.name for p in bundle_dir.iterdir()}
+    assert {"config.json", "model.safetensors", "bundle.json", "tokenizer.json"} <= names
+    meta = read_meta(bundle_dir)
+    assert meta["labels"] == ["neg", "pos"] and meta["step"] == {"stage": "teacher"}
+    assert len(meta["probe"]["logits"]) == len(PROBE_TEXTS)
+    assert not any(p.name.startswith(".") for p in bundle_dir.parent.iterdir())  # no temp folder left
+    assert bundle_bytes(bundle_dir) > (bundle_dir / "model.safetensors").stat().st_size
+
+
+def test_reload_in_fresh_process_reproduces_probe(bundle_dir):
+    result = verify_bundle(bundle_dir)
+    assert result["ok"] and result["argmax_equal"] and result["max_abs_diff"] <= 1e-4
+
+
+def test_tampered_probe_is_caught(bundle_dir):
+    meta = json.loads((bundle_dir / "bundle.json").read_text())
+    meta["probe"]["logits"] = [[v + 1.0 for v in row] for row in meta["probe"]["logits"]]
+    (bundle_dir / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(LabError, match="does not reproduce its predictions"):
+        verify_bundle(bundle_dir)
+
+
+def test_predict_returns_named_labels(bundle_dir):
+    preds = load_bundle(bundle_dir).predict(["a good film", "a bad film"])
+    assert [p.label in ("neg", "pos") for p in preds] == [True, True]
+    assert all(abs(sum(p.probabilities.values()) - 1) < 1e-5 for p in preds)
+
+
+def test_pickle_weights_refused(bundle_dir):
+    (bundle_dir / "pytorch_model.bin").write_bytes(b"not really a pickle")
+    with pytest.raises(LabError, match="pickle-based weights"):
+        load_bundle(bundle_dir)
+
+
+def test_broken_bundles_are_reported(bundle_dir, tmp_path):
+    (bundle_dir / "model.safetensors").unlink()
+    with pytest.raises(LabError, match="model.safetensors is missing"):
+        load_bundle(bundle_dir)
+    with pytest.raises(LabError, match="is not a bundle"):
+        read_meta(tmp_path)
+    (bundle_dir / "bundle.json").write_text("{not json")
+    with pytest.raises(LabError, match="not valid JSON"):
+        read_meta(bundle_dir)

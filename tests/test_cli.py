@@ -1,0 +1,93 @@
+import json
+
+import pytest
+
+from .conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def built_store(tiny_model, tiny_data, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    recipe = folder / "tiny.yaml"
+    recipe.write_text(f"name: tiny\ndata:\n  source: {tiny_data.name}\nteacher:\n  model: {tiny_model}\n"
+                      f"  max_length: 32\n")
+    store = folder / "store"
+    result = run_cli("build", str(recipe), "--store", str(store), "--data-dir", str(tiny_data.parent))
+    assert result.returncode == 0, result.stderr[-2000:]
+    return store
+
+
+def test_build_then_list_json(built_store):
+    result = run_cli("list", "--store", str(built_store), "--json")
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["name"], r["kind"]) for r in rows] == [("teacher", "teacher")]
+    assert 0 <= rows[0]["accuracy"] <= 1 and rows[0]["metrics"]["test_examples"] == 80
+    assert rows[0]["accuracy_ci"][0] <= rows[0]["accuracy"] <= rows[0]["accuracy_ci"][1]
+    assert rows[0]["size_mb"] > 0
+
+
+def test_store_from_environment(built_store):
+    result = run_cli("list", env={"COMPRESSION_LAB_STORE": str(built_store)})
+    assert result.returncode == 0 and "teacher" in result.stdout
+
+
+def test_predict_by_name_and_by_folder(built_store):
+    result = run_cli("predict", "teacher", "a great film", "a dull film", "--store", str(built_store), "--json")
+    preds = json.loads(result.stdout)
+    assert len(preds) == 2 and {p["label"] for p in preds} <= {"0", "1"}
+    folder = json.loads(run_cli("list", "--store", str(built_store), "--json").stdout.splitlines()[0])["bundle"]
+    assert run_cli("predict", folder, "hello there").returncode == 0
+
+
+def test_verify_command(built_store):
+    folder = json.loads(run_cli("list", "--store", str(built_store), "--json").stdout.splitlines()[0])["bundle"]
+    result = run_cli("verify", folder)
+    assert result.returncode == 0 and result.stdout.startswith("ok")
+
+
+def test_sources_lists_embedded():
+    result = run_cli("sources", "--json")
+    refs = {r["ref"] for r in json.loads(result.stdout)}
+    assert {"embedded:minilm-l6", "embedded:mpnet-base", "embedded:rotten-tomatoes"} <= refs
+
+
+def _recipe(tmp_path, body: str):
+    path = tmp_path / "r.yaml"
+    path.write_text(body)
+    return str(path)
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ("name: r\nteacher:\n  model: /no/such/folder\n", "model folder /no/such/folder does not exist"),
+    ("name: r\nteacher:\n  model: embedded:bert-huge\n", "unknown embedded model 'embedded:bert-huge'"),
+    ("name: r\nteacher:\n  model: bert-base-uncased\n", "cannot load model 'bert-base-uncased' from the Hugging Face Hub"),
+    ("name: r\ndata:\n  source: glue/sst2\n", "cannot load data set 'glue/sst2' from the Hugging Face Hub"),
+    ("name: r\ndata:\n  source: NOLABEL\n", "cannot find a label column"),
+    ("name: r\ndata:\n  source: EMPTY\n", "is empty"),
+    ("name: r\nteachr: {}\n", "recipe: unknown key 'teachr'"),
+])
+def test_errors_are_one_line_and_non_zero(tmp_path, tiny_model, body, fragment):
+    (tmp_path / "nolabel.csv").write_text("text,other\nhello,1\nworld,2\n")
+    (tmp_path / "empty.csv").write_text("")
+    body = body.replace("NOLABEL", str(tmp_path / "nolabel.csv")).replace("EMPTY", str(tmp_path / "empty.csv"))
+    if "data:" in body:
+        body += f"teacher:\n  model: {tiny_model}\n"
+    result = run_cli("build", _recipe(tmp_path, body), "--store", str(tmp_path / "store"))
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and fragment in lines[0], result.stderr[-1500:]
+    assert "Traceback" not in result.stderr
+
+
+def test_failed_build_leaves_no_finished_variant(tmp_path):
+    run_cli("build", _recipe(tmp_path, "name: r\nteacher:\n  model: /no/such\n"), "--store", str(tmp_path / "s"))
+    result = run_cli("list", "--store", str(tmp_path / "s"), "--json")
+    assert result.returncode == 0 and result.stdout.strip() == ""
+
+
+def test_predict_unknown_variant_and_help(tmp_path):
+    result = run_cli("predict", "ghost", "hi", "--store", str(tmp_path / "s"))
+    assert result.returncode == 1 and "no finished variant named 'ghost'" in result.stderr
+    for command in ("sources", "build", "list", "predict", "verify"):
+        help_text = run_cli(command, "--help").stdout
+        assert "usage: python -m compression" in help_text and "--" in help_text

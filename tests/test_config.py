@@ -1,0 +1,55 @@
+from pathlib import Path
+
+import pytest
+
+from compression.config import DataConfig, Recipe, from_dict, load_recipe
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_minimal_recipe_gets_defaults():
+    recipe = from_dict(Recipe, {"name": "r1"})
+    assert recipe.data.source == "embedded:rotten-tomatoes"
+    assert recipe.teacher.model == "embedded:minilm-l6"
+    assert recipe.to_dict()["teacher"]["max_length"] == 128
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"name": "r", "colour": 1}, "recipe: unknown key 'colour' (allowed: name, data, teacher, seed, description)"),
+    ({"name": "r", "teacher": {"modle": "x"}}, "teacher: unknown key 'modle' (allowed: model, name, max_length)"),
+    ({"name": "r", "teacher": {"max_length": 4}}, "teacher.max_length: invalid value 4 (allowed: 8..512)"),
+    ({"name": "r", "teacher": {"max_length": "long"}}, "teacher.max_length: invalid value 'long' (allowed: an integer)"),
+    ({"name": "r", "data": {"max_train_samples": 0}}, "data.max_train_samples: invalid value 0"),
+    ({"name": "r", "data": {"label_names": ["a"]}}, "data.label_names: invalid value ['a']"),
+    ({"name": "../etc"}, "name: invalid value '../etc'"),
+    ({"name": "r", "teacher": {"name": "a/b"}}, "teacher.name: invalid value 'a/b'"),
+    ({"name": "r", "seed": True}, "seed: invalid value True (allowed: an integer)"),
+    ({"name": "r", "data": ["x"]}, "data: expected a mapping"),
+    ({}, "missing required key 'name'"),
+])
+def test_validation_names_field_value_and_allowed(data, message):
+    with pytest.raises(ValueError) as err:
+        from_dict(Recipe, data)
+    assert message in str(err.value)
+
+
+def test_optional_fields_accept_null_and_values():
+    cfg = from_dict(DataConfig, {"text_column": None, "label_names": ["neg", "pos"], "max_test_samples": 5})
+    assert cfg.label_names == ["neg", "pos"] and cfg.max_test_samples == 5 and cfg.text_column is None
+
+
+def test_load_recipe_file_and_errors(tmp_path):
+    good = tmp_path / "mine.yaml"
+    good.write_text("data:\n  source: some/folder\n")
+    assert load_recipe(good).name == "mine"  # name defaults to the file name
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_recipe(bad)
+    with pytest.raises(FileNotFoundError):
+        load_recipe(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "recipes").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_recipes_validate(path):
+    assert load_recipe(path).name

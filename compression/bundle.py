@@ -13,6 +13,7 @@ looks whole; ``verify_bundle`` reloads it in a fresh process and compares the pr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -72,6 +73,25 @@ def _write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def file_hashes(folder: str | Path) -> dict[str, str]:
+    """SHA-256 of every file but bundle.json: the bundle's identity (cache keys) and its integrity check."""
+    out = {}
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file() and path.name != META_FILE:
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 22):
+                    digest.update(chunk)
+            out[path.relative_to(folder).as_posix()] = digest.hexdigest()
+    return out
+
+
+def fingerprint(folder: str | Path) -> str:
+    """A short id of the bundle's content, from the hashes recorded at save time."""
+    files = read_meta(folder).get("files") or file_hashes(folder)
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def bundle_bytes(folder: str | Path) -> int:
     """Real bytes of every file in the bundle: what "size" means everywhere in the lab."""
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
@@ -94,13 +114,18 @@ class Bundle:
         import numpy as np
         import torch
 
-        out = []
+        if len(texts) == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        # Batch texts of similar length together: far less padding, same logits.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
-                enc = self.tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
+                index = order[start:start + batch_size]
+                enc = self.tokenizer([texts[i] for i in index], padding=True, truncation=True,
                                      max_length=self.max_length, return_tensors="pt")
-                out.append(self.model(**enc).logits.float().numpy())
-        return np.concatenate(out) if out else np.zeros((0, len(self.labels)), dtype=np.float32)
+                out[index] = self.model(**enc).logits.float().numpy()
+        return out
 
     def predict(self, texts: list[str], batch_size: int = 32) -> list[Prediction]:
         import numpy as np
@@ -132,6 +157,7 @@ def save_bundle(model, tokenizer, folder: str | Path, *, name: str, kind: str, l
         probe = Bundle(tmp, meta, tokenizer, model).logits(PROBE_TEXTS)
         meta["probe"] = {"texts": list(PROBE_TEXTS), "logits": probe.tolist(), "atol": FP32_ATOL,
                          "torch_threads": torch.get_num_threads()}
+        meta["files"] = file_hashes(tmp)
         _write_json_atomic(tmp / META_FILE, meta)
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)

@@ -44,13 +44,39 @@ class DataConfig:
     seed: int = 42
 
     def __post_init__(self):
-        _check(bool(self.source and self.source.strip()), "data.source", self.source, "a non-empty reference")
+        _check(bool(self.source and self.source.strip()), "source", self.source, "a non-empty reference")
         for name in ("max_train_samples", "max_eval_samples", "max_test_samples"):
             value = getattr(self, name)
-            _check(value is None or value >= 1, f"data.{name}", value, "an integer >= 1 or null")
+            _check(value is None or value >= 1, name, value, "an integer >= 1 or null")
         if self.label_names is not None:
             _check(len(self.label_names) >= 2 and len(set(self.label_names)) == len(self.label_names),
-                   "data.label_names", self.label_names, "at least two distinct names")
+                   "label_names", self.label_names, "at least two distinct names")
+
+
+@dataclass
+class TrainConfig:
+    """How a model is trained (teacher fine-tuning or student distillation) with ``transformers.Trainer``."""
+
+    epochs: float = field(default=3.0, metadata={"help": "passes over the training split"})
+    max_steps: int | None = field(default=None, metadata={"help": "stop after this many optimizer steps"})
+    learning_rate: float = 5e-5
+    batch_size: int = field(default=32, metadata={"help": "per device; x devices x grad accumulation = global"})
+    eval_batch_size: int = 64
+    gradient_accumulation_steps: int = 1
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    evals_per_epoch: int = field(default=1, metadata={"help": "validation passes per epoch; the best one is kept"})
+    bf16: Literal["auto", "on", "off"] = field(default="auto", metadata={
+        "help": "bf16 autocast: auto = on where the CPU has AVX512-BF16/AMX or the GPU supports it"})
+
+    def __post_init__(self):
+        _check(self.epochs > 0, "epochs", self.epochs, "a number > 0")
+        _check(self.max_steps is None or self.max_steps >= 1, "max_steps", self.max_steps, ">= 1 or null")
+        _check(0 < self.learning_rate < 1, "learning_rate", self.learning_rate, "0 < lr < 1")
+        for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "evals_per_epoch"):
+            _check(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
+        _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
+        _check(0 <= self.warmup_ratio < 1, "warmup_ratio", self.warmup_ratio, "0 <= ratio < 1")
 
 
 @dataclass
@@ -61,11 +87,69 @@ class TeacherConfig:
         "help": "embedded:minilm-l6, embedded:mpnet-base, a local model folder or a Hub id"})
     name: str = "teacher"
     max_length: int = field(default=128, metadata={"help": "tokens per text; longer texts are truncated"})
+    train: TrainConfig | None = field(default_factory=TrainConfig, metadata={
+        "help": "fine-tuning settings; null uses the model as it is (an already fine-tuned classifier)"})
 
     def __post_init__(self):
-        check_name(self.name, "teacher.name")
-        _check(bool(self.model and self.model.strip()), "teacher.model", self.model, "a non-empty reference")
-        _check(8 <= self.max_length <= 512, "teacher.max_length", self.max_length, "8..512")
+        check_name(self.name, "name")
+        _check(bool(self.model and self.model.strip()), "model", self.model, "a non-empty reference")
+        _check(8 <= self.max_length <= 512, "max_length", self.max_length, "8..512")
+
+
+@dataclass
+class DistillConfig:
+    """The distillation loss: ``alpha * CE + (1 - alpha) * T^2 * KL``, plus optional intermediate-layer terms."""
+
+    alpha: float = field(default=0.5, metadata={"help": "weight of the gold-label cross-entropy, in [0, 1]"})
+    temperature: float = field(default=2.0, metadata={"help": "softmax temperature T > 0"})
+    hidden_weight: float = field(default=0.0, metadata={
+        "help": "weight of hidden-state MSE (needs the teacher's tokenizer; runs the teacher in the loop)"})
+    attention_weight: float = field(default=0.0, metadata={
+        "help": "weight of attention KL (needs the teacher's tokenizer; runs the teacher in the loop)"})
+    layer_map: list[int] | None = field(default=None, metadata={
+        "help": "teacher layer (1-based) for each student layer; uniform when omitted"})
+
+    def __post_init__(self):
+        _check(0.0 <= self.alpha <= 1.0, "alpha", self.alpha, "0 <= alpha <= 1")
+        _check(self.temperature > 0, "temperature", self.temperature, "a number > 0")
+        _check(self.hidden_weight >= 0, "hidden_weight", self.hidden_weight, ">= 0")
+        _check(self.attention_weight >= 0, "attention_weight", self.attention_weight, ">= 0")
+        _check(self.layer_map is None or all(i >= 1 for i in self.layer_map), "layer_map", self.layer_map,
+               "teacher layer numbers >= 1")
+
+    @property
+    def intermediate(self) -> bool:
+        return self.hidden_weight > 0 or self.attention_weight > 0
+
+
+STUDENT_INITS = ("pretrained", "teacher-layers", "pretrained-layers")
+
+
+@dataclass
+class StudentConfig:
+    """A student: where its weights start, and how it is distilled from the teacher."""
+
+    name: str
+    init: Literal["pretrained", "teacher-layers", "pretrained-layers"] = field(default="pretrained", metadata={
+        "help": "pretrained: a small backbone as is; teacher-layers: a copy of the teacher keeping some layers "
+                "(DistilBERT-style); pretrained-layers: a small backbone keeping some layers"})
+    model: str | None = field(default=None, metadata={"help": "backbone for pretrained / pretrained-layers"})
+    layers: list[int] | None = field(default=None, metadata={
+        "help": "0-based layers to keep for *-layers; every other layer when omitted"})
+    max_length: int = 128
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        check_name(self.name, "name")
+        needs_model = self.init != "teacher-layers"
+        _check((self.model is not None) == needs_model, "model", self.model,
+               "a model reference" if needs_model else "null (teacher-layers copies the teacher)")
+        _check(self.layers is None or (self.init.endswith("-layers") and len(self.layers) >= 1
+                                       and len(set(self.layers)) == len(self.layers) and min(self.layers) >= 0),
+               "layers", self.layers,
+               "distinct layer numbers >= 0, only with init teacher-layers or pretrained-layers")
+        _check(8 <= self.max_length <= 512, "max_length", self.max_length, "8..512")
 
 
 @dataclass
@@ -75,11 +159,15 @@ class Recipe:
     name: str
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    students: list[StudentConfig] = field(default_factory=list)
     seed: int = 42
     description: str = ""
 
     def __post_init__(self):
         check_name(self.name, "name")
+        names = [self.teacher.name] + [s.name for s in self.students]
+        duplicate = next((n for n in names if names.count(n) > 1), None)
+        _check(duplicate is None, "students", duplicate, "names unique within the recipe (teacher included)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -147,7 +235,10 @@ def from_dict(cls, data: Any, where: str = "recipe"):
         raise ValueError(f"{where}: missing required key {missing[0]!r}")
     prefix = "" if where == "recipe" else f"{where}."
     kwargs = {k: _convert(v, hints[k], f"{prefix}{k}") for k, v in data.items()}
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as err:  # __post_init__ names the field; we add where it sits in the recipe
+        raise ValueError(f"{prefix}{err}") from None
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -169,4 +260,5 @@ def load_recipe(path: str | Path) -> Recipe:
     return from_dict(Recipe, data)
 
 
-__all__ = ["DataConfig", "TeacherConfig", "Recipe", "from_dict", "load_recipe", "check_name"]
+__all__ = ["DataConfig", "TrainConfig", "TeacherConfig", "DistillConfig", "StudentConfig", "Recipe", "from_dict",
+           "load_recipe", "check_name"]

@@ -44,11 +44,12 @@ def write_vocab(folder: Path, extra: list[str] = ()) -> Path:
 def make_tiny_backbone(folder: Path, hidden: int = 32, layers: int = 2, seed: int = 0, extra_vocab=()) -> Path:
     """Save a tiny BertModel + WordPiece tokenizer as a plain local model folder (like the embedded backbones)."""
     import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertModel, BertTokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
     vocab = write_vocab(folder, list(extra_vocab))
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    # transformers 5: BertTokenizerFast(vocab_file=...) silently ignores the file; `vocab=` is the argument now.
+    tokenizer = BertTokenizer(vocab=str(vocab), do_lower_case=True)
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
                         num_attention_heads=2, intermediate_size=hidden * 2, max_position_embeddings=64)

@@ -15,8 +15,8 @@ def test_minimal_recipe_gets_defaults():
 
 
 @pytest.mark.parametrize("data, message", [
-    ({"name": "r", "colour": 1}, "recipe: unknown key 'colour' (allowed: name, data, teacher, seed, description)"),
-    ({"name": "r", "teacher": {"modle": "x"}}, "teacher: unknown key 'modle' (allowed: model, name, max_length)"),
+    ({"name": "r", "colour": 1}, "recipe: unknown key 'colour' (allowed: name, data, teacher, students, seed, description)"),
+    ({"name": "r", "teacher": {"modle": "x"}}, "teacher: unknown key 'modle' (allowed: model, name, max_length, train)"),
     ({"name": "r", "teacher": {"max_length": 4}}, "teacher.max_length: invalid value 4 (allowed: 8..512)"),
     ({"name": "r", "teacher": {"max_length": "long"}}, "teacher.max_length: invalid value 'long' (allowed: an integer)"),
     ({"name": "r", "data": {"max_train_samples": 0}}, "data.max_train_samples: invalid value 0"),
@@ -24,6 +24,18 @@ def test_minimal_recipe_gets_defaults():
     ({"name": "../etc"}, "name: invalid value '../etc'"),
     ({"name": "r", "teacher": {"name": "a/b"}}, "teacher.name: invalid value 'a/b'"),
     ({"name": "r", "seed": True}, "seed: invalid value True (allowed: an integer)"),
+    ({"name": "r", "teacher": {"train": {"epochs": 0}}}, "teacher.train.epochs: invalid value 0.0 (allowed: a number > 0)"),
+    ({"name": "r", "teacher": {"train": {"bf16": "maybe"}}}, "teacher.train.bf16: invalid value 'maybe' (allowed: 'auto' | 'on' | 'off')"),
+    ({"name": "r", "students": [{"name": "s", "model": "m", "distill": {"temperature": 0}}]},
+     "students[0].distill.temperature: invalid value 0.0 (allowed: a number > 0)"),
+    ({"name": "r", "students": [{"name": "s", "model": "m", "distill": {"alpha": 1.5}}]},
+     "students[0].distill.alpha: invalid value 1.5 (allowed: 0 <= alpha <= 1)"),
+    ({"name": "r", "students": [{"name": "s"}]}, "students[0].model: invalid value None (allowed: a model reference)"),
+    ({"name": "r", "students": [{"name": "s", "init": "teacher-layers", "model": "m"}]},
+     "students[0].model: invalid value 'm' (allowed: null (teacher-layers copies the teacher))"),
+    ({"name": "r", "students": [{"name": "s", "model": "m", "layers": [1]}]}, "students[0].layers: invalid value [1]"),
+    ({"name": "r", "students": [{"name": "s", "init": "distil"}]}, "students[0].init: invalid value 'distil'"),
+    ({"name": "r", "students": [{"name": "teacher", "model": "m"}]}, "students: invalid value 'teacher'"),
     ({"name": "r", "data": ["x"]}, "data: expected a mapping"),
     ({}, "missing required key 'name'"),
 ])

@@ -17,15 +17,20 @@ def load_metric(name: str):
     return evaluate.load(str(METRICS_DIR / name))
 
 
-def score(bundle, dataset, batch_size: int = 64, progress: bool = False) -> dict[str, float]:
-    """Metrics of a loaded bundle on a labelled split (always the test split in the lab)."""
-    from tqdm.auto import tqdm
+def score_logits(logits, labels, reference_logits=None) -> dict[str, float]:
+    """Metrics from logits already computed on a labelled split (always the test split in the lab).
 
-    texts, refs = list(dataset["text"]), list(dataset["label"])
-    preds = []
-    for start in tqdm(range(0, len(texts), batch_size), desc=f"evaluating {bundle.name}", disable=not progress,
-                      unit="batch"):
-        preds.extend(bundle.logits(texts[start:start + batch_size], batch_size).argmax(1).tolist())
-    result = load_metric("accuracy").compute(predictions=preds, references=refs)
-    result["test_examples"] = float(len(refs))
+    ``reference_logits``: the teacher's logits on the same rows, for agreement; without them the logits are their
+    own reference (a teacher agrees with itself).
+    """
+    preds = logits.argmax(1).tolist()
+    result = load_metric("accuracy").compute(predictions=preds, references=list(labels))
+    teacher = preds if reference_logits is None else reference_logits.argmax(1).tolist()
+    result.update(load_metric("agreement").compute(predictions=preds, references=teacher))
+    result["test_examples"] = float(len(preds))
     return result
+
+
+def score(bundle, dataset, reference_logits=None, batch_size: int = 64) -> dict[str, float]:
+    """Run a loaded bundle over a labelled split and score it (see :func:`score_logits`)."""
+    return score_logits(bundle.logits(list(dataset["text"]), batch_size), dataset["label"], reference_logits)

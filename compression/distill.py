@@ -1,0 +1,281 @@
+"""Teacher fine-tuning, teacher logits as data, students, and the ``DistillationTrainer``.
+
+The teacher runs once per (teacher, data set, max length) over the raw text with its own tokenizer; its logits are
+cached on disk and added to each split as a column. Students then train on their own tokenization against that
+column, so distillation works across tokenizers and the training loop never runs the teacher — except for
+hidden-state / attention distillation, which needs token-aligned teacher states and so a shared tokenizer.
+
+Training goes through ``transformers.Trainer``: ``accelerate launch`` and ``torchrun`` scale it out unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import os
+import re
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+
+from .config import DistillConfig, StudentConfig, TrainConfig
+from .data import SPLITS, LabeledData
+from .errors import LabError
+from .hardware import bf16_enabled
+from .losses import attention_kl, hidden_mse, kd_loss, uniform_layer_map
+
+Progress = Callable[[float, str], None]
+LAYER_KEY = re.compile(r"^(.*\.(?:layer|layers)\.)(\d+)(\..*)$")
+
+
+# ---------------------------------------------------------------- students
+
+def keep_layers(model, layers: list[int]):
+    """A copy of ``model`` with only the given 0-based encoder layers, in that order (weights copied)."""
+    total = model.config.num_hidden_layers
+    bad = [i for i in layers if not 0 <= i < total]
+    if bad or not layers:
+        raise LabError(f"cannot keep layers {layers}: the model has layers 0..{total - 1}")
+    config = copy.deepcopy(model.config)
+    config.num_hidden_layers = len(layers)
+    smaller = type(model)(config)
+    state = {}
+    for key, value in model.state_dict().items():
+        match = LAYER_KEY.match(key)
+        if match is None:
+            state[key] = value
+        elif int(match[2]) in layers:
+            state[f"{match[1]}{layers.index(int(match[2]))}{match[3]}"] = value
+    smaller.load_state_dict(state, strict=True)
+    return smaller
+
+
+def every_other_layer(total: int) -> list[int]:
+    """DistilBERT's choice: layers 0, 2, 4, ... of the source model."""
+    return list(range(0, total, 2))
+
+
+def build_student(cfg: StudentConfig, teacher_folder: str | Path, labels: list[str]):
+    """(tokenizer, model) for a student, from a pretrained backbone or a layer-dropped copy."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from .sources import load_tokenizer_and_model
+
+    if cfg.init == "teacher-layers":
+        tokenizer = AutoTokenizer.from_pretrained(teacher_folder, trust_remote_code=False)
+        model = AutoModelForSequenceClassification.from_pretrained(teacher_folder, trust_remote_code=False,
+                                                                   use_safetensors=True)
+    else:
+        tokenizer, model = load_tokenizer_and_model(cfg.model, labels)
+    if cfg.init.endswith("-layers"):
+        model = keep_layers(model, cfg.layers or every_other_layer(model.config.num_hidden_layers))
+    return tokenizer, model
+
+
+def shares_tokenizer(a, b) -> bool:
+    """True when two tokenizers split every text into the same ids (same vocabulary and same special tokens)."""
+    return (type(a).__name__ == type(b).__name__ and a.get_vocab() == b.get_vocab()
+            and a.all_special_ids == b.all_special_ids)
+
+
+# ---------------------------------------------------------------- teacher logits as data
+
+def teacher_logits(teacher_folder: str | Path, data: LabeledData, cache_dir: str | Path,
+                   progress: Progress | None = None) -> dict[str, np.ndarray]:
+    """The teacher's logits on every split, computed once and cached by (teacher, data, max length) fingerprints."""
+    from .bundle import fingerprint, load_bundle, read_meta
+
+    max_length = read_meta(teacher_folder)["max_length"]
+    key = hashlib.sha256(f"{fingerprint(teacher_folder)}|{data.fingerprint}|{max_length}".encode()).hexdigest()[:24]
+    path = Path(cache_dir) / f"teacher-logits-{key}.npz"
+    if path.is_file():
+        with np.load(path) as cached:
+            if all(s in cached and len(cached[s]) == len(data.splits[s]) for s in SPLITS):
+                return {s: cached[s] for s in SPLITS}
+    teacher = load_bundle(teacher_folder)
+    out = {}
+    for i, split in enumerate(SPLITS):
+        if progress:
+            progress(i / len(SPLITS), f"teacher logits on {split} ({len(data.splits[split]):,} texts)")
+        out[split] = teacher.logits(list(data.splits[split]["text"]), batch_size=64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
+    np.savez(tmp, **out)
+    os.replace(tmp, path)  # readers never see half a cache file
+    return out
+
+
+def tokenize(data: LabeledData, tokenizer, max_length: int, logits: dict[str, np.ndarray] | None = None):
+    """Splits tokenized for training: input ids, attention mask, labels and (for students) ``teacher_logits``."""
+    from datasets import DatasetDict
+
+    def encode(batch):
+        return tokenizer(batch["text"], truncation=True, max_length=max_length)
+
+    out = {}
+    for split in SPLITS:
+        ds = data.splits[split].map(encode, batched=True, desc=f"tokenizing {split}")
+        ds = ds.rename_column("label", "labels").remove_columns(["text"])
+        if logits is not None:
+            ds = ds.add_column("teacher_logits", logits[split].tolist())
+        out[split] = ds
+    return DatasetDict(out)
+
+
+class Collator:
+    """Pads token fields per batch; stacks labels and teacher logits."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def __call__(self, features: list[dict]) -> dict:
+        extra = {k: [f.pop(k) for f in features] for k in ("labels", "teacher_logits") if k in features[0]}
+        batch = self.tokenizer.pad(features, return_tensors="pt")
+        if "labels" in extra:
+            batch["labels"] = torch.tensor(extra["labels"], dtype=torch.long)
+        if "teacher_logits" in extra:
+            batch["teacher_logits"] = torch.tensor(extra["teacher_logits"], dtype=torch.float32)
+        return batch
+
+
+# ---------------------------------------------------------------- training
+
+class DistillationTrainer(Trainer):
+    """A ``Trainer`` whose loss is ``alpha * CE + (1 - alpha) * T^2 * KL`` against a ``teacher_logits`` column.
+
+    Without ``distill`` it trains on gold labels only (plain cross-entropy), which is how teachers are fine-tuned.
+    With ``distill.hidden_weight`` / ``attention_weight`` it also matches intermediate layers of ``teacher_model``
+    (run in the loop under ``no_grad``); learned projections live on the student as ``distill_projections`` so
+    they train and synchronise across processes with it, and are dropped before the student is saved.
+    """
+
+    def __init__(self, *args, distill: DistillConfig | None = None, teacher_model=None,
+                 layer_map: list[int] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.distill, self.teacher_model, self.layer_map = distill, teacher_model, layer_map
+        self.model_accepts_loss_kwargs = False  # our loss is a batch mean: let Trainer scale it for accumulation
+        if teacher_model is not None:
+            teacher_model.eval().requires_grad_(False)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)  # prediction_step reads labels from its own dict afterwards
+        labels = inputs.pop("labels", None)
+        teacher = inputs.pop("teacher_logits", None)
+        d = self.distill
+        want_hidden = bool(d and d.hidden_weight > 0)
+        want_attention = bool(d and d.attention_weight > 0)
+        outputs = model(**inputs, output_hidden_states=want_hidden, output_attentions=want_attention)
+        logits = outputs.logits
+        if d is None or teacher is None:
+            loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+        else:
+            loss = kd_loss(logits.float(), teacher.float(), labels, d.alpha, d.temperature)
+        if (want_hidden or want_attention) and model.training:
+            loss = loss + self._intermediate_loss(model, inputs, outputs, want_hidden, want_attention)
+        return (loss, outputs) if return_outputs else loss
+
+    def _intermediate_loss(self, model, inputs, outputs, want_hidden, want_attention):
+        d = self.distill
+        with torch.no_grad():
+            t_out = self.teacher_model(**inputs, output_hidden_states=want_hidden, output_attentions=want_attention)
+        mask = inputs["attention_mask"]
+        student = model.module if hasattr(model, "module") else model
+        loss = 0.0
+        for s_layer, t_layer in enumerate(self.layer_map, start=1):
+            if want_hidden:
+                projections = getattr(student, "distill_projections", None)
+                projection = projections[s_layer - 1] if projections is not None else None
+                loss = loss + d.hidden_weight * hidden_mse(outputs.hidden_states[s_layer].float(),
+                                                           t_out.hidden_states[t_layer].float(), mask, projection)
+            if want_attention:
+                loss = loss + d.attention_weight * attention_kl(outputs.attentions[s_layer - 1].float(),
+                                                                t_out.attentions[t_layer - 1].float(), mask)
+        return loss / len(self.layer_map)
+
+
+class ProgressCallback(TrainerCallback):
+    """Reports training progress to a ``progress(fraction, message)`` callback, about every 5 %."""
+
+    def __init__(self, progress: Progress, name: str):
+        self.progress, self.name, self.last = progress, name, -1.0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        fraction = state.global_step / max(state.max_steps, 1)
+        if fraction - self.last >= 0.05 or state.global_step == state.max_steps:
+            self.last = fraction
+            loss = next((h["loss"] for h in reversed(state.log_history) if "loss" in h), None)
+            shown = f", loss {float(loss):.4f}" if loss is not None else ""
+            self.progress(fraction, f"{self.name}: step {state.global_step}/{state.max_steps}{shown}")
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if metrics and "eval_accuracy" in metrics:
+            self.progress(state.global_step / max(state.max_steps, 1),
+                          f"{self.name}: validation accuracy {metrics['eval_accuracy']:.4f} at step {state.global_step}")
+
+
+def _accuracy(eval_pred) -> dict:
+    logits, labels = eval_pred
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    return {"accuracy": float((np.asarray(logits).argmax(-1) == np.asarray(labels)).mean())}
+
+
+def train(model, tokenizer, dataset, cfg: TrainConfig, output_dir: str | Path, seed: int, name: str,
+          distill: DistillConfig | None = None, teacher_model=None, progress: Progress | None = None):
+    """Train ``model`` on ``dataset['train']``, pick the best checkpoint on ``dataset['validation']``, return it.
+
+    ``dataset`` comes from :func:`tokenize`; with a ``teacher_logits`` column and ``distill`` it is distilled.
+    """
+    layer_map = None
+    if distill is not None and distill.intermediate:
+        if teacher_model is None:
+            raise LabError(f"{name}: hidden/attention distillation needs the teacher model in the loop")
+        s_layers, t_layers = model.config.num_hidden_layers, teacher_model.config.num_hidden_layers
+        layer_map = distill.layer_map or uniform_layer_map(s_layers, t_layers)
+        if len(layer_map) != s_layers or max(layer_map) > t_layers:
+            raise LabError(f"{name}: distill.layer_map {layer_map} must give one teacher layer (1..{t_layers}) for "
+                           f"each of the {s_layers} student layers")
+        if distill.hidden_weight > 0 and model.config.hidden_size != teacher_model.config.hidden_size:
+            model.distill_projections = torch.nn.ModuleList(
+                torch.nn.Linear(model.config.hidden_size, teacher_model.config.hidden_size) for _ in layer_map)
+        if distill.attention_weight > 0:  # fused attention kernels return no attention maps
+            for m in (model, teacher_model):
+                m.set_attn_implementation("eager")
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    per_step = cfg.batch_size * cfg.gradient_accumulation_steps * world
+    steps_per_epoch = max(1, math.ceil(len(dataset["train"]) / per_step))
+    total = cfg.max_steps or math.ceil(steps_per_epoch * cfg.epochs)
+    eval_every = max(1, min(total, math.ceil(steps_per_epoch / cfg.evals_per_epoch)))
+    use_cpu = not torch.cuda.is_available()
+    args = TrainingArguments(
+        output_dir=str(output_dir), per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1, learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_ratio, eval_strategy="steps", eval_steps=eval_every,
+        save_strategy="steps", save_steps=eval_every, save_total_limit=1, save_only_model=True,
+        load_best_model_at_end=True, metric_for_best_model="accuracy", greater_is_better=True,
+        logging_steps=max(1, eval_every // 4), report_to="none", seed=seed, data_seed=seed,
+        bf16=bf16_enabled(cfg.bf16), use_cpu=use_cpu, remove_unused_columns=False, label_names=["labels"],
+        disable_tqdm=progress is not None,  # our callback reports instead: one progress display, not two
+        ddp_backend="gloo" if use_cpu and world > 1 else None,
+        ddp_find_unused_parameters=False)
+    trainer = DistillationTrainer(
+        model=model, args=args, train_dataset=dataset["train"], eval_dataset=dataset["validation"],
+        processing_class=tokenizer, data_collator=Collator(tokenizer), compute_metrics=_accuracy,
+        distill=distill, teacher_model=teacher_model, layer_map=layer_map,
+        callbacks=[ProgressCallback(progress, name)] if progress else None)
+    if progress is not None:
+        trainer.remove_callback(PrinterCallback)  # it would print every log dict
+    trainer.train()
+    # Accelerate patches forward() with autocast for mixed precision; the saved model must not keep that patch.
+    best = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+    if hasattr(best, "distill_projections"):
+        del best.distill_projections
+    if distill is not None and distill.attention_weight > 0:
+        best.set_attn_implementation("sdpa")
+    best.eval()
+    return best

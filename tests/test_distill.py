@@ -1,0 +1,144 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from compression.bundle import load_bundle, save_bundle
+from compression.config import DataConfig, DistillConfig, StudentConfig, TrainConfig
+from compression.data import load_data
+from compression.distill import build_student, keep_layers, shares_tokenizer, teacher_logits, tokenize, train
+from compression.errors import LabError
+from compression.sources import load_tokenizer_and_model
+
+from .conftest import ROOT, make_tiny_backbone, run_cli
+
+FAST = dict(batch_size=16, learning_rate=3e-3, warmup_ratio=0.0)
+
+
+@pytest.fixture(scope="module")
+def data(tiny_data):
+    return load_data(DataConfig(source=str(tiny_data)))
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tiny_model, data, tmp_path_factory):
+    """A tiny teacher fine-tuned on the synthetic task, saved as a bundle."""
+    folder = tmp_path_factory.mktemp("teacher")
+    tokenizer, model = load_tokenizer_and_model(str(tiny_model), data.labels)
+    model = train(model, tokenizer, tokenize(data, tokenizer, 32), TrainConfig(epochs=8, **FAST), folder / "work",
+                  seed=0, name="teacher")
+    return save_bundle(model, tokenizer, folder / "teacher", name="teacher", kind="teacher", labels=data.labels,
+                       max_length=32)
+
+
+def test_teacher_learns_the_task(teacher_dir, data):
+    preds = load_bundle(teacher_dir).logits(data.splits["test"]["text"]).argmax(1)
+    assert (preds == np.array(data.splits["test"]["label"])).mean() > 0.85
+
+
+def test_teacher_logits_are_cached(teacher_dir, data, tmp_path):
+    first = teacher_logits(teacher_dir, data, tmp_path)
+    files = list(tmp_path.glob("teacher-logits-*.npz"))
+    assert len(files) == 1 and first["test"].shape == (80, 2) and first["train"].shape == (200, 2)
+    stamp = files[0].stat().st_mtime_ns
+    second = teacher_logits(teacher_dir, data, tmp_path)
+    assert files[0].stat().st_mtime_ns == stamp  # read, not recomputed
+    assert all(np.array_equal(first[s], second[s]) for s in first)
+
+
+def test_keep_layers_copies_the_chosen_layers(tiny_model):
+    _, model = load_tokenizer_and_model(str(tiny_model), ["a", "b"])
+    smaller = keep_layers(model, [1])
+    assert smaller.config.num_hidden_layers == 1
+    assert sum(p.numel() for p in smaller.parameters()) < sum(p.numel() for p in model.parameters())
+    assert torch.equal(smaller.bert.encoder.layer[0].output.dense.weight, model.bert.encoder.layer[1].output.dense.weight)
+    ids = torch.tensor([[2, 5, 6, 3]])
+    assert smaller(input_ids=ids).logits.shape == model(input_ids=ids).logits.shape
+    with pytest.raises(LabError, match="layers 0..1"):
+        keep_layers(model, [0, 5])
+
+
+def test_distillation_raises_agreement_across_vocabularies(teacher_dir, data, tmp_path):
+    """A student with its own vocabulary learns the teacher's decisions from logits alone (alpha = 0: no labels)."""
+    other = make_tiny_backbone(tmp_path / "other", seed=1, extra_vocab=["zebra", "quark", "aardvark", "abacus"])
+    cfg = StudentConfig(name="s", init="pretrained", model=str(other), max_length=32,
+                        distill=DistillConfig(alpha=0.0, temperature=1.0), train=TrainConfig(epochs=6, **FAST))
+    tokenizer, student = build_student(cfg, teacher_dir, data.labels)
+    assert not shares_tokenizer(tokenizer, load_bundle(teacher_dir).tokenizer)
+    logits = teacher_logits(teacher_dir, data, tmp_path / "cache")
+    teacher_test = logits["test"].argmax(1)
+
+    def agreement(model):
+        bundle = save_bundle(model, tokenizer, tmp_path / "probe", name="s", kind="student", labels=data.labels,
+                             max_length=32)
+        return float((load_bundle(bundle).logits(data.splits["test"]["text"]).argmax(1) == teacher_test).mean())
+
+    before = agreement(student)
+    student = train(student, tokenizer, tokenize(data, tokenizer, 32, logits), cfg.train, tmp_path / "w", seed=0,
+                    name="s", distill=cfg.distill)
+    after = agreement(student)
+    assert after > before and after >= 0.85, (before, after)
+
+
+def test_hidden_distillation_refuses_a_foreign_tokenizer(tiny_data, tiny_model, tmp_path):
+    other = make_tiny_backbone(tmp_path / "other", extra_vocab=["zebra"])
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"name: r\ndata: {{source: {tiny_data}}}\n"
+        f"teacher: {{model: {tiny_model}, max_length: 32, train: {{epochs: 1, batch_size: 32}}}}\n"
+        f"students:\n  - {{name: s, model: {other}, max_length: 32, distill: {{hidden_weight: 1.0}}}}\n")
+    result = run_cli("build", str(recipe), "--store", str(tmp_path / "store"))
+    assert result.returncode == 1
+    assert "needs the teacher's tokenizer" in result.stderr and "Traceback" not in result.stderr
+
+
+def _recipe(path, tiny_data, tiny_model, students: str) -> str:
+    path.write_text(
+        f"name: tiny\ndata: {{source: {tiny_data}}}\n"
+        f"teacher: {{model: {tiny_model}, max_length: 32, train: {{epochs: 3, batch_size: 16, learning_rate: 0.003}}}}\n"
+        f"students:\n{students}")
+    return str(path)
+
+
+def test_build_teacher_and_students_end_to_end(tiny_data, tiny_model, tmp_path):
+    students = (
+        "  - {name: half, init: teacher-layers, max_length: 32, train: {epochs: 3, batch_size: 16, learning_rate: 0.003}}\n"
+        f"  - {{name: one, init: pretrained-layers, model: {tiny_model}, layers: [0], max_length: 32,\n"
+        "     distill: {alpha: 0.2, hidden_weight: 1.0, attention_weight: 1.0},\n"
+        "     train: {epochs: 3, batch_size: 16, learning_rate: 0.003}}\n")
+    recipe = _recipe(tmp_path / "r.yaml", tiny_data, tiny_model, students)
+    result = run_cli("build", recipe, "--store", str(tmp_path / "store"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {r["name"]: r for r in map(json.loads, run_cli("list", "--json", "--store", str(tmp_path / "store"))
+                                      .stdout.splitlines())}
+    assert set(rows) == {"teacher", "half", "one"}
+    assert rows["half"]["parent"] == "teacher" and rows["half"]["kind"] == "student"
+    for row in rows.values():
+        assert row["accuracy"] is not None and row["metrics"]["agreement"] is not None
+    assert rows["teacher"]["metrics"]["agreement"] == 1.0
+    assert rows["half"]["metrics"]["agreement"] >= 0.8
+    half = load_bundle(rows["half"]["bundle"])
+    assert half.model.config.num_hidden_layers == 1  # every other layer of the 2-layer teacher
+    assert not any("distill_projections" in k for k in load_bundle(rows["one"]["bundle"]).model.state_dict())
+    assert not (tmp_path / "store" / "work" / "run-1").exists()  # training checkpoints cleaned up
+
+
+def test_torchrun_two_cpu_processes(tiny_data, tiny_model, tmp_path):
+    """Scale-out: the same build under torchrun with 2 processes (gloo) finishes and saves each student once."""
+    students = "  - {name: half, init: teacher-layers, max_length: 32, train: {epochs: 2, batch_size: 8}}\n"
+    recipe = _recipe(tmp_path / "r.yaml", tiny_data, tiny_model, students)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             "-m", "compression", "build", recipe,
+                             "--store", str(tmp_path / "store")],
+                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(r) for r in run_cli("list", "--json", "--store", str(tmp_path / "store")).stdout.splitlines()]
+    assert sorted(r["name"] for r in rows) == ["half", "teacher"]
+    runs = list((tmp_path / "store" / "artifacts").iterdir())
+    assert [p.name for p in runs] == ["run-1"]
+    assert sorted(p.name for p in runs[0].iterdir()) == ["half", "teacher"]

@@ -2,7 +2,10 @@
 
 Layout (v1)::
 
-    config.json, model.safetensors   the model (safetensors only: loading never unpickles)
+    config.json + one of             the model (safetensors or ONNX only: loading never unpickles)
+      model.safetensors              plain Hugging Face weights (fp32 / bf16 / fp16): from_pretrained reads it
+      weights.safetensors            lab-encoded: int8 + scales, bitmask-sparse, per-layer shapes of pruned models
+      model.onnx                     an ONNX graph for ONNX Runtime
     tokenizer files                  what AutoTokenizer.from_pretrained reads
     bundle.json                      format, name, kind, parent, recipe step, labels, max_length, metrics and the
                                      probe: fixed texts with the logits the model gave when it was saved
@@ -43,6 +46,7 @@ PROBE_TEXTS = (
     "Le film est magnifique. 素晴らしい映画でした。 🎬",
 )
 FP32_ATOL = 1e-4  # logits of a reloaded fp32 model: only kernel summation order differs
+WEIGHTS_FILE = "weights.safetensors"  # the lab's encoded weights (int8, sparse, structurally pruned)
 
 
 @dataclass(frozen=True)
@@ -119,12 +123,13 @@ class Bundle:
         # Batch texts of similar length together: far less padding, same logits.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        onnx = self.meta.get("weights", {}).get("format") == "onnx"
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
                 index = order[start:start + batch_size]
                 enc = self.tokenizer([texts[i] for i in index], padding=True, truncation=True,
-                                     max_length=self.max_length, return_tensors="pt")
-                out[index] = self.model(**enc).logits.float().numpy()
+                                     max_length=self.max_length, return_tensors="np" if onnx else "pt")
+                out[index] = self.model(enc) if onnx else self.model(**enc).logits.float().numpy()
         return out
 
     def predict(self, texts: list[str], batch_size: int = 32) -> list[Prediction]:
@@ -137,11 +142,24 @@ class Bundle:
                            {name: float(v) for name, v in zip(self.labels, p)}) for p in probs]
 
 
+def _is_sparse(model) -> bool:
+    import torch
+
+    return any(isinstance(m, torch.nn.Linear) and float((m.weight == 0).float().mean()) > 0.2 for m in model.modules())
+
+
 def save_bundle(model, tokenizer, folder: str | Path, *, name: str, kind: str, labels: list[str], max_length: int,
                 parent: str | None = None, step: dict | None = None, metrics: dict | None = None,
-                extra: dict | None = None) -> Path:
-    """Write ``model`` + ``tokenizer`` as a bundle at ``folder`` (replacing an older one) and return its path."""
-    import torch
+                extra: dict | None = None, int8_embeddings: bool = False, onnx_file: str | Path | None = None,
+                warnings: list[str] | None = None) -> Path:
+    """Write a variant as a bundle at ``folder`` (replacing an older one) and return its path.
+
+    The weights format follows the model: plain Hugging Face safetensors when ``from_pretrained`` can read it back
+    (fp32, bf16, fp16); the lab's encoded ``weights.safetensors`` for int8, sparse or structurally pruned models;
+    ``model.onnx`` when ``onnx_file`` is given (``model`` then only lends its config).
+    """
+    from .prune import structure
+    from .weights import quantized_linears
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -149,14 +167,34 @@ def save_bundle(model, tokenizer, folder: str | Path, *, name: str, kind: str, l
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         model.eval()
-        model.save_pretrained(tmp, safe_serialization=True)
+        shapes = structure(model)
+        quantized = bool(quantized_linears(model))
+        if onnx_file is not None:
+            weights = {"format": "onnx", "runtime": "onnxruntime"}
+            tmp.mkdir()
+            shutil.copyfile(onnx_file, tmp / "model.onnx")
+            model.config.save_pretrained(tmp)
+        elif quantized or shapes or int8_embeddings or _is_sparse(model):
+            from safetensors.torch import save_file
+
+            from .weights import encode
+
+            weights = {"format": "lab", "quantization": "dynamic-int8" if quantized else None,
+                       "embeddings": "rowint8" if int8_embeddings else None, "structure": shapes}
+            tmp.mkdir()
+            model.config.save_pretrained(tmp)
+            tensors, metadata = encode(model, int8_embeddings=int8_embeddings)
+            save_file(tensors, str(tmp / WEIGHTS_FILE), metadata=metadata)
+        else:
+            weights = {"format": "hf", "dtype": str(next(model.parameters()).dtype).replace("torch.", "")}
+            model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         meta = dict(format=FORMAT, version=VERSION, name=name, kind=kind, parent=parent, step=step or {},
-                    labels=list(labels), max_length=int(max_length), metrics=metrics or {},
-                    created=time.time(), versions=_versions(), **(extra or {}))
-        probe = Bundle(tmp, meta, tokenizer, model).logits(PROBE_TEXTS)
-        meta["probe"] = {"texts": list(PROBE_TEXTS), "logits": probe.tolist(), "atol": FP32_ATOL,
-                         "torch_threads": torch.get_num_threads()}
+                    labels=list(labels), max_length=int(max_length), metrics=metrics or {}, weights=weights,
+                    warnings=list(warnings or []), created=time.time(), versions=_versions(), **(extra or {}))
+        runner = _load_runner(tmp, meta) if onnx_file is not None else model
+        probe = Bundle(tmp, meta, tokenizer, runner).logits(PROBE_TEXTS)
+        meta["probe"] = {"texts": list(PROBE_TEXTS), "logits": probe.tolist(), "atol": _tolerance(weights)}
         meta["files"] = file_hashes(tmp)
         _write_json_atomic(tmp / META_FILE, meta)
         shutil.rmtree(folder, ignore_errors=True)
@@ -166,25 +204,65 @@ def save_bundle(model, tokenizer, folder: str | Path, *, name: str, kind: str, l
     return folder
 
 
+def _tolerance(weights: dict) -> float:
+    """How far reloaded probe logits may drift: reduced precision legitimately rounds differently per process."""
+    if weights.get("dtype") in ("bfloat16", "float16"):
+        return 2e-2
+    if weights["format"] == "onnx" or weights.get("quantization"):
+        return 1e-3
+    return FP32_ATOL
+
+
+def _load_runner(folder: Path, meta: dict):
+    """The model object a bundle predicts with, built from its files according to ``meta['weights']``."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    weights = meta.get("weights", {"format": "hf"})
+    if weights["format"] == "onnx":
+        from .quantize import OnnxClassifier
+
+        return OnnxClassifier(folder / "model.onnx")
+    if weights["format"] == "lab":
+        from safetensors import safe_open
+
+        from .prune import apply_structure
+        from .weights import decode_into, quantize_dynamic_int8
+
+        model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(folder))
+        if weights.get("structure"):
+            apply_structure(model, weights["structure"])
+        if weights.get("quantization") == "dynamic-int8":
+            model = quantize_dynamic_int8(model)
+        with safe_open(str(folder / WEIGHTS_FILE), framework="pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            metadata = f.metadata()
+        decode_into(model, tensors, metadata)
+        return model.eval()
+    return AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=False, use_safetensors=True,
+                                                              dtype="auto").eval()
+
+
 def load_bundle(folder: str | Path) -> Bundle:
-    """Load a bundle folder. Refuses pickle-based weights and remote code."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    """Load a bundle folder (any weights format). Refuses pickle-based weights and remote code."""
+    from transformers import AutoTokenizer
 
     folder = Path(folder)
     meta = read_meta(folder)
     pickled = [p.name for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES]
     if pickled:
         raise LabError(f"bundle {folder} holds pickle-based weights ({', '.join(pickled)}); only safetensors are loaded")
-    if not (folder / "model.safetensors").is_file():
-        raise LabError(f"bundle {folder} is broken: model.safetensors is missing")
+    fmt = meta.get("weights", {}).get("format", "hf")
+    expected = {"hf": "model.safetensors", "lab": WEIGHTS_FILE, "onnx": "model.onnx"}.get(fmt)
+    if expected is None:
+        raise LabError(f"bundle {folder} has an unknown weights format {fmt!r}")
+    if not (folder / expected).is_file():
+        raise LabError(f"bundle {folder} is broken: {expected} is missing")
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
-        model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=False,
-                                                                   use_safetensors=True)
-    except (OSError, ValueError, RuntimeError) as err:
+        runner = _load_runner(folder, meta)
+    except (OSError, ValueError, RuntimeError, KeyError) as err:
         raise LabError(f"bundle {folder} is broken: {str(err).splitlines()[0][:200]}") from err
-    model.eval()
-    return Bundle(folder, meta, tokenizer, model)
+    return Bundle(folder, meta, tokenizer, runner)
 
 
 def check_probe(bundle: Bundle) -> dict[str, Any]:

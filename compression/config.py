@@ -152,6 +152,74 @@ class StudentConfig:
         _check(8 <= self.max_length <= 512, "max_length", self.max_length, "8..512")
 
 
+PRUNE_TARGETS = [r"encoder\.layer\.\d+\..*\.weight$"]
+
+
+@dataclass
+class PruneConfig:
+    """A pruning step applied to an earlier variant, with an optional recovery fine-tune (distilled from the teacher)."""
+
+    name: str
+    source: str = field(metadata={"help": "the variant to prune: the teacher, a student or an earlier step"})
+    method: Literal["magnitude", "structured"] = "magnitude"
+    sparsity: float | None = field(default=None, metadata={
+        "help": "magnitude: fraction of the selected weights set to zero, globally by |w|"})
+    threshold: float | None = field(default=None, metadata={
+        "help": "magnitude: every selected weight with |w| < threshold becomes 0"})
+    targets: list[str] = field(default_factory=lambda: list(PRUNE_TARGETS), metadata={
+        "help": "regexes on parameter names of the Linear weights to prune (default: the encoder's)"})
+    heads: float = field(default=0.0, metadata={"help": "structured: fraction of attention heads removed"})
+    ffn: float = field(default=0.0, metadata={"help": "structured: fraction of FFN neurons removed in each layer"})
+    drop_layers: list[int] | None = field(default=None, metadata={"help": "structured: 0-based layers removed"})
+    importance_batches: int = field(default=8, metadata={"help": "validation batches that rank heads and neurons"})
+    recover: TrainConfig | None = field(default=None, metadata={
+        "help": "recovery fine-tune after pruning (masks stay in force); null skips it"})
+    distill: DistillConfig = field(default_factory=DistillConfig)
+
+    def __post_init__(self):
+        check_name(self.name, "name")
+        check_name(self.source, "source")
+        if self.method == "magnitude":
+            _check((self.sparsity is None) != (self.threshold is None), "sparsity", self.sparsity,
+                   "exactly one of sparsity or threshold for method magnitude")
+            _check(self.sparsity is None or 0 < self.sparsity < 1, "sparsity", self.sparsity, "0 < sparsity < 1")
+            _check(self.threshold is None or self.threshold > 0, "threshold", self.threshold, "a number > 0")
+            _check(self.heads == 0 and self.ffn == 0 and not self.drop_layers, "method", self.method,
+                   "structured, when heads, ffn or drop_layers are set")
+        else:
+            _check(self.sparsity is None and self.threshold is None, "method", self.method,
+                   "magnitude, when sparsity or threshold are set")
+            _check(0 <= self.heads < 1, "heads", self.heads, "0 <= heads < 1")
+            _check(0 <= self.ffn < 1, "ffn", self.ffn, "0 <= ffn < 1")
+            _check(self.drop_layers is None or (len(self.drop_layers) >= 1 and min(self.drop_layers) >= 0),
+                   "drop_layers", self.drop_layers, "layer numbers >= 0")
+            _check(self.heads > 0 or self.ffn > 0 or bool(self.drop_layers), "heads", self.heads,
+                   "something to remove: heads > 0, ffn > 0 or drop_layers")
+        _check(self.importance_batches >= 1, "importance_batches", self.importance_batches, "an integer >= 1")
+        for i, pattern in enumerate(self.targets):
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"targets[{i}]: invalid value {pattern!r} (allowed: a regular expression; {err})")
+
+
+@dataclass
+class QuantizeConfig:
+    """A quantization step applied to an earlier (fp32) variant."""
+
+    name: str
+    source: str = field(metadata={"help": "the fp32 variant to quantize"})
+    method: Literal["dynamic-int8", "bf16", "fp16", "onnx-int8", "onnx-fp32"] = field(default="dynamic-int8",
+        metadata={"help": "dynamic-int8 (torch, fastest on CPU), bf16, fp16 (slow on CPU: measured, not advised), "
+                          "onnx-fp32 / onnx-int8 (ONNX Runtime)"})
+    int8_embeddings: bool = field(default=True, metadata={
+        "help": "dynamic-int8: store the word embeddings as int8 too (torch keeps them fp32)"})
+
+    def __post_init__(self):
+        check_name(self.name, "name")
+        check_name(self.source, "source")
+
+
 @dataclass
 class Recipe:
     """A whole build: data, teacher and (in later stages) the variants made from it."""
@@ -160,14 +228,24 @@ class Recipe:
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     students: list[StudentConfig] = field(default_factory=list)
+    prune: list[PruneConfig] = field(default_factory=list)
+    quantize: list[QuantizeConfig] = field(default_factory=list)
     seed: int = 42
     description: str = ""
 
     def __post_init__(self):
         check_name(self.name, "name")
         names = [self.teacher.name] + [s.name for s in self.students]
+        for section in ("prune", "quantize"):  # steps chain: each source must be made before the step
+            for i, step in enumerate(getattr(self, section)):
+                _check(step.source in names, f"{section}[{i}].source", step.source,
+                       f"an earlier variant: {', '.join(names)}")
+                names.append(step.name)
         duplicate = next((n for n in names if names.count(n) > 1), None)
-        _check(duplicate is None, "students", duplicate, "names unique within the recipe (teacher included)")
+        _check(duplicate is None, "name", duplicate, "variant names unique within the recipe (teacher included)")
+        quantized = {q.name for q in self.quantize}
+        bad = next((q for q in self.quantize if q.source in quantized), None)
+        _check(bad is None, "quantize.source", bad and bad.source, "an fp32 variant (not an already quantized one)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -260,5 +338,5 @@ def load_recipe(path: str | Path) -> Recipe:
     return from_dict(Recipe, data)
 
 
-__all__ = ["DataConfig", "TrainConfig", "TeacherConfig", "DistillConfig", "StudentConfig", "Recipe", "from_dict",
-           "load_recipe", "check_name"]
+__all__ = ["DataConfig", "TrainConfig", "TeacherConfig", "DistillConfig", "StudentConfig", "PruneConfig",
+           "QuantizeConfig", "Recipe", "from_dict", "load_recipe", "check_name"]

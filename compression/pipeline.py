@@ -61,7 +61,9 @@ class _Plan:
 
     def __init__(self, recipe: Recipe):
         self.weights = {"data": 1, "teacher": 6 if recipe.teacher.train else 1, "logits": 1,
-                        **{s.name: 5 for s in recipe.students}}
+                        **{s.name: 5 for s in recipe.students},
+                        **{p.name: 3 if p.recover else 1 for p in recipe.prune},
+                        **{q.name: 1 for q in recipe.quantize}}
         self.total = sum(self.weights.values())
 
     def fraction(self, stage: str, within: float) -> float:
@@ -121,6 +123,17 @@ def build(recipe: Recipe, store: RunStore, data_dir: str | Path | None = None,
                 procs.barrier()
                 if procs.main:
                     shutil.rmtree(work_dir / student.name, ignore_errors=True)
+
+            for step in recipe.prune:
+                _prune(recipe, step, data, logits, run_dir, work_dir, store, run_id, procs, report)
+                procs.barrier()
+                if procs.main:
+                    shutil.rmtree(work_dir / step.name, ignore_errors=True)
+
+            for step in recipe.quantize:
+                if procs.main:  # no training: one process is enough
+                    _quantize(step, data, logits, run_dir, work_dir, store, run_id, report)
+                procs.barrier()
 
             if procs.main:
                 store.finish_run(run_id)
@@ -194,10 +207,9 @@ def _student(recipe, cfg, data, logits, teacher_dir, run_dir, work_dir, store, r
 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from .bundle import load_bundle, save_bundle
+    from .bundle import save_bundle
     from .distill import build_student, shares_tokenizer, tokenize, train
     from .errors import LabError
-    from .metrics import score
 
     parent = recipe.teacher.name
     variant_id = (store.add_variant(run_id, cfg.name, kind="student", parent=parent,
@@ -224,7 +236,106 @@ def _student(recipe, cfg, data, logits, teacher_dir, run_dir, work_dir, store, r
                 max_length=cfg.max_length, parent=parent, step=step,
                 extra={"data": {"source": data.source, "fingerprint": data.fingerprint}})
     check = _verify(run_dir / cfg.name, timings, report, cfg.name)
+    _evaluate_and_finish(store, variant_id, run_dir / cfg.name, data, logits, timings, check, report, cfg.name)
+
+
+def _evaluate_and_finish(store, variant_id, folder, data, logits, timings, check, report, stage) -> None:
+    from .bundle import load_bundle
+    from .metrics import score
+
     t = time.perf_counter()
-    metrics = score(load_bundle(run_dir / cfg.name), data.splits["test"], logits["test"])
+    metrics = score(load_bundle(folder), data.splits["test"], logits["test"])
     timings["evaluate_seconds"] = round(time.perf_counter() - t, 2)
-    _finish(store, variant_id, run_dir / cfg.name, metrics, timings, check, report, cfg.name)
+    _finish(store, variant_id, folder, metrics, timings, check, report, stage)
+
+
+def _fp32_source(folder: Path):
+    from .bundle import load_bundle
+    from .errors import LabError
+
+    source = load_bundle(folder)
+    weights = source.meta.get("weights", {})
+    if weights.get("format") == "onnx" or weights.get("quantization") or weights.get("dtype") in ("bfloat16",
+                                                                                                  "float16"):
+        raise LabError(f"{folder.name} is already quantized; prune or quantize an fp32 variant")
+    return source
+
+
+def _prune(recipe, cfg, data, logits, run_dir, work_dir, store, run_id, procs, report) -> None:
+    import dataclasses
+
+    from torch.utils.data import DataLoader
+
+    from .bundle import save_bundle
+    from .distill import Collator, keep_layers, tokenize, train
+    from .prune import magnitude_prune, make_permanent, sparsity_report, structured_prune
+
+    variant_id = (store.add_variant(run_id, cfg.name, kind="pruned", parent=cfg.source, meta={"method": cfg.method})
+                  if procs.main else None)
+    report(cfg.name, 0, f"{cfg.name}: {cfg.method} pruning of {cfg.source}")
+    source = _fp32_source(run_dir / cfg.source)
+    model, tokenizer = source.model.train(), source.tokenizer
+    dataset = tokenize(data, tokenizer, source.max_length, logits)
+    timings, details = {}, {}
+    t = time.perf_counter()
+    if cfg.method == "magnitude":
+        magnitude_prune(model, threshold=cfg.threshold, sparsity=cfg.sparsity, patterns=cfg.targets)
+    else:
+        if cfg.drop_layers:
+            model = keep_layers(model, [i for i in range(model.config.num_hidden_layers) if i not in cfg.drop_layers])
+            details["layers_dropped"] = sorted(cfg.drop_layers)
+        if cfg.heads > 0 or cfg.ffn > 0:
+            loader = DataLoader(dataset["validation"], batch_size=16, collate_fn=Collator(tokenizer))
+            batches = [b for _, b in zip(range(cfg.importance_batches), loader)]
+            details.update(structured_prune(model, batches, heads=cfg.heads, ffn=cfg.ffn))
+    timings["prune_seconds"] = round(time.perf_counter() - t, 2)
+    if cfg.recover is not None:
+        t = time.perf_counter()
+        model = train(model, tokenizer, dataset, cfg.recover, work_dir / cfg.name, recipe.seed, cfg.name,
+                      distill=cfg.distill,
+                      progress=lambda f, m: report(cfg.name, 0.05 + 0.8 * f, m, log=m.find("validation") >= 0))
+        timings["train_seconds"] = round(time.perf_counter() - t, 2)
+    make_permanent(model)
+    if not procs.main:
+        return
+    sparsity = sparsity_report(model, cfg.targets)
+    report(cfg.name, 0.86, f"{cfg.name}: sparsity {sparsity['overall']:.1%} of the selected weights; "
+                           f"{sparsity['nonzero_params']:,} of {sparsity['params']:,} parameters non-zero")
+    folder = run_dir / cfg.name
+    save_bundle(model, tokenizer, folder, name=cfg.name, kind="pruned", labels=data.labels,
+                max_length=source.max_length, parent=cfg.source, step={"stage": "prune", **dataclasses.asdict(cfg)},
+                extra={"pruning": {**details, "sparsity": sparsity},
+                       "data": {"source": data.source, "fingerprint": data.fingerprint}})
+    check = _verify(folder, timings, report, cfg.name)
+    _evaluate_and_finish(store, variant_id, folder, data, logits, timings, check, report, cfg.name)
+
+
+def _quantize(cfg, data, logits, run_dir, work_dir, store, run_id, report) -> None:
+    import dataclasses
+
+    from .bundle import save_bundle
+    from .quantize import FP16_CPU_WARNING, export_onnx, onnx_int8, quantize
+
+    variant_id = store.add_variant(run_id, cfg.name, kind="quantized", parent=cfg.source, meta={"method": cfg.method})
+    report(cfg.name, 0, f"{cfg.name}: {cfg.method} of {cfg.source}")
+    source = _fp32_source(run_dir / cfg.source)
+    folder, timings = run_dir / cfg.name, {}
+    common = dict(name=cfg.name, kind="quantized", labels=data.labels, max_length=source.max_length,
+                  parent=cfg.source, step={"stage": "quantize", **dataclasses.asdict(cfg)},
+                  extra={"data": {"source": data.source, "fingerprint": data.fingerprint}})
+    t = time.perf_counter()
+    if cfg.method.startswith("onnx"):
+        work_dir.mkdir(parents=True, exist_ok=True)
+        onnx_file = export_onnx(source.model, source.tokenizer, work_dir / f"{cfg.name}.fp32.onnx")
+        if cfg.method == "onnx-int8":
+            onnx_file = onnx_int8(onnx_file, work_dir / f"{cfg.name}.int8.onnx")
+        timings["quantize_seconds"] = round(time.perf_counter() - t, 2)
+        save_bundle(source.model, source.tokenizer, folder, onnx_file=onnx_file, **common)
+    else:
+        int8_embeddings = cfg.method == "dynamic-int8" and cfg.int8_embeddings
+        model = quantize(source.model, cfg.method, int8_embeddings=int8_embeddings)
+        timings["quantize_seconds"] = round(time.perf_counter() - t, 2)
+        save_bundle(model, source.tokenizer, folder, int8_embeddings=int8_embeddings,
+                    warnings=[FP16_CPU_WARNING] if cfg.method == "fp16" else [], **common)
+    check = _verify(folder, timings, report, cfg.name)
+    _evaluate_and_finish(store, variant_id, folder, data, logits, timings, check, report, cfg.name)

@@ -41,7 +41,8 @@ def write_vocab(folder: Path, extra: list[str] = ()) -> Path:
     return path
 
 
-def make_tiny_backbone(folder: Path, hidden: int = 32, layers: int = 2, seed: int = 0, extra_vocab=()) -> Path:
+def make_tiny_backbone(folder: Path, hidden: int = 32, layers: int = 2, seed: int = 0, extra_vocab=(),
+                       heads: int = 2) -> Path:
     """Save a tiny BertModel + WordPiece tokenizer as a plain local model folder (like the embedded backbones)."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizer
@@ -52,7 +53,7 @@ def make_tiny_backbone(folder: Path, hidden: int = 32, layers: int = 2, seed: in
     tokenizer = BertTokenizer(vocab=str(vocab), do_lower_case=True)
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
-                        num_attention_heads=2, intermediate_size=hidden * 2, max_position_embeddings=64)
+                        num_attention_heads=heads, intermediate_size=hidden * 2, max_position_embeddings=64)
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -98,3 +99,23 @@ def embedded_installed(package: str) -> bool:
         return True
     except metadata.PackageNotFoundError:
         return False
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tiny_data, tmp_path_factory) -> Path:
+    """A tiny 4-head BERT fine-tuned on the synthetic task (confident logits), saved as an fp32 bundle."""
+    from compression.bundle import save_bundle
+    from compression.config import DataConfig, TrainConfig
+    from compression.data import load_data
+    from compression.distill import tokenize, train
+    from compression.sources import load_tokenizer_and_model
+
+    folder = tmp_path_factory.mktemp("tiny-teacher")
+    backbone = make_tiny_backbone(folder / "backbone", hidden=32, layers=2, heads=4)
+    data = load_data(DataConfig(source=str(tiny_data)))
+    tokenizer, model = load_tokenizer_and_model(str(backbone), data.labels)
+    model = train(model, tokenizer, tokenize(data, tokenizer, 32),
+                  TrainConfig(epochs=8, batch_size=16, learning_rate=3e-3, warmup_ratio=0.0), folder / "work",
+                  seed=0, name="teacher")
+    return save_bundle(model, tokenizer, folder / "teacher", name="teacher", kind="teacher", labels=data.labels,
+                       max_length=32)

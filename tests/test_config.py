@@ -15,7 +15,7 @@ def test_minimal_recipe_gets_defaults():
 
 
 @pytest.mark.parametrize("data, message", [
-    ({"name": "r", "colour": 1}, "recipe: unknown key 'colour' (allowed: name, data, teacher, students, seed, description)"),
+    ({"name": "r", "colour": 1}, "recipe: unknown key 'colour' (allowed: name, data, teacher, students, prune, quantize, seed, description)"),
     ({"name": "r", "teacher": {"modle": "x"}}, "teacher: unknown key 'modle' (allowed: model, name, max_length, train)"),
     ({"name": "r", "teacher": {"max_length": 4}}, "teacher.max_length: invalid value 4 (allowed: 8..512)"),
     ({"name": "r", "teacher": {"max_length": "long"}}, "teacher.max_length: invalid value 'long' (allowed: an integer)"),
@@ -35,9 +35,23 @@ def test_minimal_recipe_gets_defaults():
      "students[0].model: invalid value 'm' (allowed: null (teacher-layers copies the teacher))"),
     ({"name": "r", "students": [{"name": "s", "model": "m", "layers": [1]}]}, "students[0].layers: invalid value [1]"),
     ({"name": "r", "students": [{"name": "s", "init": "distil"}]}, "students[0].init: invalid value 'distil'"),
-    ({"name": "r", "students": [{"name": "teacher", "model": "m"}]}, "students: invalid value 'teacher'"),
+    ({"name": "r", "students": [{"name": "teacher", "model": "m"}]}, "name: invalid value 'teacher' (allowed: variant names unique"),
     ({"name": "r", "data": ["x"]}, "data: expected a mapping"),
     ({}, "missing required key 'name'"),
+    ({"name": "r", "prune": [{"name": "p", "source": "ghost", "sparsity": 0.5}]},
+     "prune[0].source: invalid value 'ghost' (allowed: an earlier variant: teacher)"),
+    ({"name": "r", "prune": [{"name": "p", "source": "teacher", "sparsity": -0.1}]},
+     "prune[0].sparsity: invalid value -0.1 (allowed: 0 < sparsity < 1)"),
+    ({"name": "r", "prune": [{"name": "p", "source": "teacher"}]},
+     "prune[0].sparsity: invalid value None (allowed: exactly one of sparsity or threshold"),
+    ({"name": "r", "prune": [{"name": "p", "source": "teacher", "method": "structured"}]},
+     "prune[0].heads: invalid value 0.0 (allowed: something to remove"),
+    ({"name": "r", "prune": [{"name": "p", "source": "teacher", "sparsity": 0.5, "targets": ["(["]}]},
+     "prune[0].targets[0]: invalid value '(['"),
+    ({"name": "r", "quantize": [{"name": "q", "source": "teacher", "method": "int4"}]},
+     "quantize[0].method: invalid value 'int4'"),
+    ({"name": "r", "quantize": [{"name": "q", "source": "teacher"}, {"name": "q2", "source": "q"}]},
+     "quantize.source: invalid value 'q' (allowed: an fp32 variant"),
 ])
 def test_validation_names_field_value_and_allowed(data, message):
     with pytest.raises(ValueError) as err:

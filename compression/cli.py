@@ -16,6 +16,8 @@ EPILOG = """examples:
   python -m compression build recipes/quick.yaml
   python -m compression list
   python -m compression predict teacher "a gripping, beautifully acted film"
+  python -m compression bench teacher minilm-l6 minilm-l6-int8
+  python -m compression advise
 store folder: --store DIR, else $COMPRESSION_LAB_STORE, else ./runs"""
 
 
@@ -56,6 +58,36 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("texts", nargs="+", metavar="TEXT", help="one or more texts")
     _store_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("bench", help="measure latency, throughput, memory and size of bundles, interleaved",
+                       description="Benchmark several variants in ONE interleaved run on real test sentences "
+                                   "(batch-1 latency p50/p95, throughput, peak memory, size, parameters, load "
+                                   "time), with ratios against the first (put the teacher first) and full "
+                                   "provenance. Do not run it while other heavy work runs: it inflates timings.")
+    p.add_argument("bundles", nargs="+", metavar="VARIANT", help="variant names (see `list`) or bundle folders")
+    _store_arg(p)
+    p.add_argument("--data", metavar="REF", help="data whose test split supplies the sentences (default: the data "
+                                                 "the first bundle was trained on)")
+    p.add_argument("--samples", type=int, default=64, help="sentences timed at batch 1 per round (default 64)")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved rounds (default 3)")
+    p.add_argument("--threads", type=int, help="threads for torch and ONNX Runtime (default: usable cores)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
+    p.add_argument("--record", action="store_true", help="store the figures as the variants' benchmark in the store")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("advise", help="which techniques pay on this machine (measured, else from CPU flags)",
+                       description="Say which compression techniques pay on this CPU: from measured speed-ups in "
+                                   "the store where they exist, from the CPU's instruction sets otherwise.")
+    _store_arg(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("export", help="write the store's results as a JSON reference file (no weights)",
+                       description="Write every finished variant's metrics, benchmark figures and provenance to a "
+                                   "JSON file the dashboard can show as a labelled reference result (weights are "
+                                   "not included; bundle paths are dropped).")
+    _store_arg(p)
+    p.add_argument("out", help="output JSON file, e.g. assets/reference/quick.json")
+    p.add_argument("--label", required=True, help="how the dashboard labels it, e.g. 'quick recipe, 2-core CPU'")
 
     p = sub.add_parser("verify", help="reload a bundle and check it reproduces its probe predictions",
                        description="Load a bundle folder and compare its logits on the probe texts with those "
@@ -103,15 +135,33 @@ def cmd_build(args) -> int:
 
 
 def _variant_row(v) -> dict:
+    """One variant as the CLI, the JSON output and the dashboard show it."""
     from .bundle import bundle_bytes
 
-    size = bundle_bytes(v.bundle) if v.bundle and Path(v.bundle).is_dir() else None
     m = v.metrics
-    return {"name": v.name, "kind": v.kind, "parent": v.parent, "run": v.run_id,
-            "accuracy": m.get("accuracy"),
+    size = m.get("size_bytes")
+    if size is None and v.bundle and Path(v.bundle).is_dir():
+        size = bundle_bytes(v.bundle)
+    provenance = v.metric_details.get("latency_p50_ms") or None
+    return {"name": v.name, "kind": v.kind, "parent": v.parent, "method": v.meta.get("method") or v.meta.get("init"),
+            "run": v.run_id, "accuracy": m.get("accuracy"),
             "accuracy_ci": [m.get("accuracy_ci_low"), m.get("accuracy_ci_high")],
-            "size_mb": round(size / 1e6, 2) if size is not None else None, "bundle": v.bundle,
-            "metrics": m}
+            "f1": m.get("f1"), "agreement": m.get("agreement"), "ece": m.get("ece"),
+            "size_mb": round(size / 1e6, 3) if size is not None else None,
+            "params": _int(m.get("params")), "nonzero_params": _int(m.get("nonzero_params")),
+            "latency_p50_ms": m.get("latency_p50_ms"), "latency_p95_ms": m.get("latency_p95_ms"),
+            "throughput": m.get("throughput"), "cpu_seconds_per_1000": m.get("cpu_seconds_per_1000"),
+            "peak_memory_mb": m.get("peak_memory_mb"), "speedup_p50": m.get("speedup_p50"),
+            "compression": m.get("compression"), "warnings": v.meta.get("warnings", []),
+            "bundle": v.bundle, "provenance": provenance, "metrics": m}
+
+
+def _int(value):
+    return int(value) if value is not None else None
+
+
+def _fmt(value, spec: str, scale: float = 1.0) -> str:
+    return format(value * scale, spec) if value is not None else "-"
 
 
 def cmd_list(args) -> int:
@@ -119,18 +169,21 @@ def cmd_list(args) -> int:
         rows = [_variant_row(v) for v in store.variants()]
     if args.json:
         for row in rows:
-            print(json.dumps(row))
+            print(json.dumps(row, ensure_ascii=False))
         return 0
     if not rows:
-        print(f"no finished variants yet; build one: python -m compression build recipes/quick.yaml")
+        print("no finished variants yet; build one: python -m compression build recipes/quick.yaml")
         return 0
-    print(f"{'name':<20} {'kind':<10} {'parent':<14} {'accuracy':>9} {'95% CI':>15} {'size MB':>9}  bundle")
+    print(f"{'name':<22} {'kind':<9} {'parent':<18} {'acc %':>6} {'95% CI':>11} {'F1':>6} {'agree':>6} "
+          f"{'ECE':>6} {'MB':>7} {'params M':>9} {'p50 ms':>7} {'p95 ms':>7} {'texts/s':>8}")
     for r in rows:
-        acc = f"{r['accuracy']:.4f}" if r["accuracy"] is not None else "-"
         lo, hi = r["accuracy_ci"]
-        ci = f"{lo:.3f}–{hi:.3f}" if lo is not None else "-"
-        size = f"{r['size_mb']:.1f}" if r["size_mb"] is not None else "-"
-        print(f"{r['name']:<20} {r['kind']:<10} {r['parent'] or '-':<14} {acc:>9} {ci:>15} {size:>9}  {r['bundle']}")
+        ci = f"{lo * 100:.1f}–{hi * 100:.1f}" if lo is not None else "-"
+        nz = r["nonzero_params"] if r["nonzero_params"] is not None else None
+        print(f"{r['name'][:22]:<22} {r['kind']:<9} {(r['parent'] or '-')[:18]:<18} {_fmt(r['accuracy'], '.1f', 100):>6} "
+              f"{ci:>11} {_fmt(r['f1'], '.3f'):>6} {_fmt(r['agreement'], '.3f'):>6} {_fmt(r['ece'], '.3f'):>6} "
+              f"{_fmt(r['size_mb'], '.1f'):>7} {_fmt(nz, '.2f', 1e-6):>9} {_fmt(r['latency_p50_ms'], '.1f'):>7} "
+              f"{_fmt(r['latency_p95_ms'], '.1f'):>7} {_fmt(r['throughput'], '.0f'):>8}")
     return 0
 
 
@@ -159,6 +212,85 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from .bench import benchmark
+    from .bundle import read_meta
+    from .config import BenchConfig, DataConfig
+    from .data import load_data
+
+    folders = [_bundle_folder(v, args.store) for v in args.bundles]
+    source = args.data or read_meta(folders[0]).get("data", {}).get("source")
+    if not source:
+        raise LabError("the first bundle records no data source: give --data REF for the test sentences")
+    texts = list(load_data(DataConfig(source=source)).splits["test"]["text"])
+    cfg = BenchConfig(samples=args.samples, repeats=args.repeats, threads=args.threads, memory=not args.no_memory)
+    result = benchmark(folders, texts, cfg, progress=None if args.json else
+                       lambda f, m: print(f"[{f:4.0%}] {m}", file=sys.stderr))
+    if args.record:
+        from .pipeline import BENCH_METRICS
+
+        with _open_store(args.store) as store:
+            for name, r in zip(args.bundles, result["results"]):
+                record = store.get_variant(name)
+                store.set_metrics(record.id, {k: r[k] for k in BENCH_METRICS},
+                                  details={"latency_p50_ms": result["provenance"]})
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+        return 0
+    p = result["provenance"]
+    print(f"{'bundle':<24} {'MB':>8} {'params M':>9} {'nonzero M':>9} {'load s':>6} {'p50 ms':>8} {'p95 ms':>8} "
+          f"{'texts/s':>8} {'mem MB':>7} {'speed-up':>8} {'smaller':>8}")
+    for r in result["results"]:
+        print(f"{r['name'][:24]:<24} {r['size_bytes'] / 1e6:>8.1f} {r['params'] / 1e6:>9.2f} "
+              f"{r['nonzero_params'] / 1e6:>9.2f} {r['load_seconds']:>6.2f} {r['latency_p50_ms']:>8.2f} "
+              f"{r['latency_p95_ms']:>8.2f} {r['throughput']:>8.1f} {_fmt(r['peak_memory_mb'], '.0f'):>7} "
+              f"{r['speedup_p50']:>7.2f}x {r['compression']:>7.2f}x")
+    flags = ", ".join(k for k, v in p["cpu"]["flags"].items() if v) or "none"
+    lengths = p["sequence_length"]
+    print(f"\nprovenance: {p['cpu']['model']} ({flags}); {p['threads']} threads; torch {p['versions'].get('torch')}, "
+          f"transformers {p['versions'].get('transformers')}, onnxruntime {p['versions'].get('onnxruntime')}; "
+          f"{p['samples']} {p['split']} sentences x {p['repeats']} interleaved rounds, batch 1 (throughput: batch "
+          f"{p['batch_sizes']['throughput']}); tokens mean {lengths['mean']}, p95 {lengths['p95']}; other processes "
+          f"used {_fmt(p['other_processes_cpu_share'], '.1%', 1)} of the CPU; {p['measured_at']}")
+    return 0
+
+
+def cmd_advise(args) -> int:
+    from .advisor import advise
+    from .hardware import cpu_info
+
+    with _open_store(args.store) as store:
+        rows = [_variant_row(v) for v in store.variants()]
+    info = cpu_info()
+    advice = advise(info["flags"], rows)
+    if args.json:
+        print(json.dumps({"cpu": info, "advice": [a.__dict__ for a in advice]}))
+        return 0
+    print(f"CPU: {info['model']}, {info['usable_cores']} usable cores; "
+          f"flags: {', '.join(k for k, v in info['flags'].items() if v) or 'none of interest'}")
+    for a in advice:
+        print(f"  {a.technique:<24} {a.verdict:<13} {a.reason} [{a.evidence}]")
+    return 0
+
+
+def cmd_export(args) -> int:
+    with _open_store(args.store) as store:
+        rows = [_variant_row(v) for v in store.variants()]
+    if not rows:
+        raise LabError("the store has no finished variants to export")
+    for row in rows:
+        row["bundle"] = None  # a path on the machine that built it means nothing elsewhere
+        row.pop("metrics", None)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps({"label": args.label, "exported": time.strftime("%Y-%m-%d"), "variants": rows},
+                              indent=1, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(out)
+    print(f"wrote {len(rows)} variants to {out}")
+    return 0
+
+
 def cmd_verify(args) -> int:
     from .bundle import check_probe, load_bundle
 
@@ -170,7 +302,7 @@ def cmd_verify(args) -> int:
 
 
 COMMANDS = {"sources": cmd_sources, "build": cmd_build, "list": cmd_list, "predict": cmd_predict,
-            "verify": cmd_verify}
+            "bench": cmd_bench, "advise": cmd_advise, "export": cmd_export, "verify": cmd_verify}
 
 
 def main(argv: list[str] | None = None) -> int:

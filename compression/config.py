@@ -221,6 +221,26 @@ class QuantizeConfig:
 
 
 @dataclass
+class BenchConfig:
+    """How much the benchmark stage measures. Defaults give medians stable within a few percent on a quiet machine."""
+
+    samples: int = field(default=64, metadata={"help": "test sentences timed one at a time (batch 1)"})
+    repeats: int = field(default=3, metadata={"help": "interleaved rounds over all variants"})
+    warmup: int = field(default=8, metadata={"help": "untimed predictions per variant first"})
+    batch_size: int = field(default=32, metadata={"help": "throughput batch"})
+    throughput_batches: int = field(default=4, metadata={"help": "batches timed per variant per round"})
+    threads: int | None = field(default=None, metadata={"help": "torch / ONNX Runtime threads; default: usable cores"})
+    memory: bool = field(default=True, metadata={"help": "peak memory of each variant, in a child process"})
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("samples", "repeats", "batch_size", "throughput_batches"):
+            _check(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
+        _check(self.warmup >= 0, "warmup", self.warmup, "an integer >= 0")
+        _check(self.threads is None or self.threads >= 1, "threads", self.threads, "an integer >= 1 or null")
+
+
+@dataclass
 class Recipe:
     """A whole build: data, teacher and (in later stages) the variants made from it."""
 
@@ -230,6 +250,7 @@ class Recipe:
     students: list[StudentConfig] = field(default_factory=list)
     prune: list[PruneConfig] = field(default_factory=list)
     quantize: list[QuantizeConfig] = field(default_factory=list)
+    bench: BenchConfig | None = field(default_factory=BenchConfig)
     seed: int = 42
     description: str = ""
 
@@ -339,4 +360,4 @@ def load_recipe(path: str | Path) -> Recipe:
 
 
 __all__ = ["DataConfig", "TrainConfig", "TeacherConfig", "DistillConfig", "StudentConfig", "PruneConfig",
-           "QuantizeConfig", "Recipe", "from_dict", "load_recipe", "check_name"]
+           "QuantizeConfig", "BenchConfig", "Recipe", "from_dict", "load_recipe", "check_name"]

@@ -1,7 +1,11 @@
-"""Run a recipe end to end: data → teacher → teacher logits → students → bundles → reload check → evaluation → store.
+"""Run a recipe end to end: data → teacher → teacher logits → students → prune → quantize → benchmark → store.
 
 Progress goes to a callback ``progress(fraction, message)`` so the CLI (tqdm) and the dashboard (gr.Progress) show
 the same stages. A variant is recorded as finished only after its bundle reloaded in a fresh process.
+
+Builds resume: every variant has an input fingerprint (its recipe step, the content of its parent bundle, the data,
+the seed). A finished variant with the same fingerprint and an intact bundle is reused instead of rebuilt, so a
+second build of an unchanged recipe — or one interrupted part-way — only does what is missing.
 
 Under ``torchrun`` / ``accelerate launch`` every process runs this function: all of them train (the Trainer
 synchronises them), and only the main process writes bundles and touches the store.
@@ -10,6 +14,9 @@ synchronises them), and only the main process writes bundles and touches the sto
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
+import json
 import os
 import shutil
 import time
@@ -20,10 +27,21 @@ from .config import Recipe
 from .store import RunStore
 
 Progress = Callable[[float, str], None]
+BENCH_METRICS = ("latency_p50_ms", "latency_p95_ms", "latency_mean_ms", "throughput", "cpu_seconds_per_1000",
+                 "peak_memory_mb", "load_seconds", "size_bytes", "params", "nonzero_params", "speedup_p50",
+                 "compression", "throughput_ratio")
 
 
 def _quiet(fraction: float, message: str) -> None:
     pass
+
+
+def fingerprint(*parts) -> str:
+    """A short content hash of JSON-able parts (configs, upstream fingerprints)."""
+    from . import __version__
+
+    blob = json.dumps([__version__, *parts], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 class _Processes:
@@ -63,7 +81,7 @@ class _Plan:
         self.weights = {"data": 1, "teacher": 6 if recipe.teacher.train else 1, "logits": 1,
                         **{s.name: 5 for s in recipe.students},
                         **{p.name: 3 if p.recover else 1 for p in recipe.prune},
-                        **{q.name: 1 for q in recipe.quantize}}
+                        **{q.name: 1 for q in recipe.quantize}, "bench": 2 if recipe.bench else 0}
         self.total = sum(self.weights.values())
 
     def fraction(self, stage: str, within: float) -> float:
@@ -75,70 +93,180 @@ class _Plan:
         return 1.0
 
 
+class _Build:
+    """State shared by the stages of one build."""
+
+    def __init__(self, recipe, store, data, procs, run_id, progress, plan):
+        self.recipe, self.store, self.data, self.procs, self.run_id = recipe, store, data, procs, run_id
+        self.run_dir = store.artifacts_dir / f"run-{run_id}"
+        self.work_dir = store.root / "work" / f"run-{run_id}"
+        self.folders: dict[str, Path] = {}     # variant name -> bundle folder
+        self.variant_ids: dict[str, int] = {}  # variant name -> store id in this run
+        self.reused: set[str] = set()
+        self.logits = None
+        self._progress, self._plan = progress, plan
+
+    def report(self, stage: str, within: float, message: str, log: bool = True) -> None:
+        if self.procs.main:
+            if log:
+                self.store.log(self.run_id, message, stage=stage)
+            self._progress(self._plan.fraction(stage, within), message)
+
+    def trainer_progress(self, stage: str):
+        return lambda f, m: self.report(stage, 0.05 + 0.8 * f, m, log="validation" in m)
+
+    def bundle_fingerprint(self, name: str) -> str:
+        from .bundle import fingerprint as content
+
+        return content(self.folders[name])
+
+    def reuse(self, name: str, kind: str, parent: str | None, input_fp: str) -> bool:
+        """Reuse a finished variant with the same input fingerprint and an intact bundle; True when reused."""
+        from .bundle import file_hashes, read_meta
+
+        found = None
+        if self.procs.main:
+            for record in reversed(self.store.variants(status="finished", latest_only=False)):
+                if record.name != name or record.meta.get("input_fingerprint") != input_fp or not record.bundle:
+                    continue
+                folder = Path(record.bundle)
+                try:
+                    intact = folder.is_dir() and read_meta(folder).get("files") == file_hashes(folder)
+                except Exception:  # a broken bundle is simply not reusable: it gets rebuilt
+                    intact = False
+                if intact:
+                    found = record
+                    break
+            if found is not None:
+                variant_id = self.store.add_variant(self.run_id, name, kind=kind, parent=parent,
+                                                    meta={**found.meta, "reused_from": found.id})
+                self.store.finish_variant(variant_id, found.bundle, metrics=found.metrics,
+                                          details=found.metric_details)
+                self.variant_ids[name] = variant_id
+                self.report(name, 1.0, f"{name}: unchanged since run {found.run_id}; reusing its bundle")
+        folder = self.procs.share(found.bundle if found is not None else None)
+        if folder is None:
+            return False
+        self.folders[name] = Path(folder)
+        self.reused.add(name)
+        return True
+
+    def start(self, name: str, kind: str, parent: str | None, input_fp: str, meta: dict) -> None:
+        self.folders[name] = self.run_dir / name
+        if self.procs.main:
+            self.variant_ids[name] = self.store.add_variant(self.run_id, name, kind=kind, parent=parent,
+                                                            meta={**meta, "input_fingerprint": input_fp})
+
+    def verify(self, name: str, timings: dict) -> dict:
+        from .bundle import verify_bundle
+
+        folder = self.folders[name]
+        self.report(name, 0.88, f"saved {name}; reloading it in a fresh process")
+        t = time.perf_counter()
+        check = verify_bundle(folder)
+        timings["verify_seconds"] = round(time.perf_counter() - t, 2)
+        self.report(name, 0.92, f"{name}: reloads in a fresh process (max |Δlogit| {check['max_abs_diff']:.1e})")
+        return check
+
+    def finish(self, name: str, metrics: dict, timings: dict, check: dict) -> None:
+        """Write the metrics into the bundle and mark the variant finished (one store transaction)."""
+        from .bundle import read_meta, update_meta
+
+        params = read_meta(self.folders[name]).get("params", {})
+        metrics = {**metrics, "params": params.get("total"), "nonzero_params": params.get("nonzero")}
+        update_meta(self.folders[name], metrics=metrics, timings=timings)
+        self.store.finish_variant(self.variant_ids[name], str(self.folders[name]), metrics=metrics,
+                                  meta={"verify": check, "timings": timings})
+        self.report(name, 1.0, f"{name}: test accuracy {metrics['accuracy']:.4f}, "
+                               f"agreement with teacher {metrics['agreement']:.4f}")
+
+    def evaluate_and_finish(self, name: str, timings: dict, check: dict) -> None:
+        from .bundle import load_bundle
+        from .metrics import score
+
+        t = time.perf_counter()
+        metrics = score(load_bundle(self.folders[name]), self.data.splits["test"], self.logits["test"])
+        timings["evaluate_seconds"] = round(time.perf_counter() - t, 2)
+        self.finish(name, metrics, timings, check)
+
+    def clean(self, name: str) -> None:
+        """Drop a stage's training checkpoints once every process is done with them."""
+        self.procs.barrier()
+        if self.procs.main:
+            shutil.rmtree(self.work_dir / name, ignore_errors=True)
+
+
 def build(recipe: Recipe, store: RunStore, data_dir: str | Path | None = None,
           progress: Progress = _quiet) -> int:
     """Build every stage of ``recipe`` into ``store``; return the run id. One build per store at a time."""
     from .data import load_data
+    from .distill import teacher_logits
     from .metrics import score_logits
 
     procs = _Processes()
     plan = _Plan(recipe)
     with store.build_lock() if procs.main else contextlib.nullcontext():
         run_id = procs.share(store.start_run(recipe.name, recipe.to_dict()) if procs.main else None)
-        run_dir = store.artifacts_dir / f"run-{run_id}"
-        work_dir = store.root / "work" / f"run-{run_id}"
-
-        def report(stage: str, within: float, message: str, log: bool = True) -> None:
-            if procs.main:
-                if log:
-                    store.log(run_id, message, stage=stage)
-                progress(plan.fraction(stage, within), message)
-
+        b = _Build(recipe, store, None, procs, run_id, progress, plan)
         try:
             t0 = time.perf_counter()
-            report("data", 0, f"loading data {recipe.data.source}")
+            b.report("data", 0, f"loading data {recipe.data.source}")
             with procs.main_first():  # the datasets cache is written once
-                data = load_data(recipe.data, base_dir=data_dir)
-            report("data", 1, data.summary())
+                b.data = load_data(recipe.data, base_dir=data_dir)
+            b.report("data", 1, b.data.summary())
 
-            teacher_dir = run_dir / recipe.teacher.name
-            teacher = _teacher(recipe, data, teacher_dir, work_dir, store, run_id, procs, report)
-            procs.barrier()
-            if procs.main:  # training checkpoints served their purpose once every process is done
-                shutil.rmtree(work_dir / recipe.teacher.name, ignore_errors=True)
+            teacher = recipe.teacher
+            teacher_fp = fingerprint("teacher", dataclasses.asdict(teacher), b.data.fingerprint, recipe.seed)
+            pending = None
+            if not b.reuse(teacher.name, "teacher", None, teacher_fp):
+                b.start(teacher.name, "teacher", None, teacher_fp, {"source": teacher.model})
+                pending = _teacher(b)
+            b.clean(teacher.name)
 
-            report("logits", 0, "teacher logits: computing or reading the cache")
+            b.report("logits", 0, "teacher logits: computing or reading the cache")
             t = time.perf_counter()
             with procs.main_first():  # main computes and caches; the others then read the cache
-                logits = _logits(teacher_dir, data, store, lambda f, m: report("logits", f, m, log=False))
-            report("logits", 1, f"teacher logits ready ({time.perf_counter() - t:.1f} s)")
-            if procs.main:  # the teacher's test metrics come from its logits: no second pass over the test split
-                variant_id, timings, check = teacher
+                b.logits = teacher_logits(b.folders[teacher.name], b.data, store.root / "cache",
+                                          lambda f, m: b.report("logits", f, m, log=False))
+            b.report("logits", 1, f"teacher logits ready ({time.perf_counter() - t:.1f} s)")
+            if procs.main and pending is not None:  # teacher metrics from its logits: no second pass over test
+                timings, check = pending
                 timings["evaluate_seconds"] = round(time.perf_counter() - t, 2)
-                _finish(store, variant_id, teacher_dir, score_logits(logits["test"], data.splits["test"]["label"]),
-                        timings, check, report, "logits")
+                b.finish(teacher.name, score_logits(b.logits["test"], b.data.splits["test"]["label"]), timings,
+                         check)
 
-            for student in recipe.students:
-                _student(recipe, student, data, logits, teacher_dir, run_dir, work_dir, store, run_id, procs, report)
-                procs.barrier()
-                if procs.main:
-                    shutil.rmtree(work_dir / student.name, ignore_errors=True)
+            teacher_content = b.bundle_fingerprint(teacher.name)
+            for cfg in recipe.students:
+                fp = fingerprint("student", dataclasses.asdict(cfg), teacher_content, b.data.fingerprint, recipe.seed)
+                if not b.reuse(cfg.name, "student", teacher.name, fp):
+                    b.start(cfg.name, "student", teacher.name, fp, {"init": cfg.init, "source": cfg.model})
+                    _student(b, cfg)
+                b.clean(cfg.name)
 
-            for step in recipe.prune:
-                _prune(recipe, step, data, logits, run_dir, work_dir, store, run_id, procs, report)
-                procs.barrier()
-                if procs.main:
-                    shutil.rmtree(work_dir / step.name, ignore_errors=True)
+            for cfg in recipe.prune:
+                fp = fingerprint("prune", dataclasses.asdict(cfg), b.bundle_fingerprint(cfg.source), teacher_content,
+                                 b.data.fingerprint, recipe.seed)
+                if not b.reuse(cfg.name, "pruned", cfg.source, fp):
+                    b.start(cfg.name, "pruned", cfg.source, fp, {"method": cfg.method})
+                    _prune(b, cfg)
+                b.clean(cfg.name)
 
-            for step in recipe.quantize:
-                if procs.main:  # no training: one process is enough
-                    _quantize(step, data, logits, run_dir, work_dir, store, run_id, report)
-                procs.barrier()
+            for cfg in recipe.quantize:
+                fp = fingerprint("quantize", dataclasses.asdict(cfg), b.bundle_fingerprint(cfg.source),
+                                 b.data.fingerprint)
+                if not b.reuse(cfg.name, "quantized", cfg.source, fp):
+                    b.start(cfg.name, "quantized", cfg.source, fp, {"method": cfg.method})
+                    if procs.main:  # no training: one process is enough
+                        _quantize(b, cfg)
+                b.clean(cfg.name)
 
+            if recipe.bench is not None and procs.main:
+                _bench(b)
             if procs.main:
                 store.finish_run(run_id)
-                shutil.rmtree(work_dir, ignore_errors=True)
-            report("done", 1, f"run {run_id} finished in {time.perf_counter() - t0:.1f} s")
+                shutil.rmtree(b.work_dir, ignore_errors=True)
+            reused = f"; reused {len(b.reused)} unchanged variant(s)" if b.reused else ""
+            b.report("done", 1, f"run {run_id} finished in {time.perf_counter() - t0:.1f} s{reused}")
             return run_id
         except BaseException as err:  # includes KeyboardInterrupt: the run must not look finished
             if procs.main:
@@ -146,107 +274,58 @@ def build(recipe: Recipe, store: RunStore, data_dir: str | Path | None = None,
             raise
 
 
-def _logits(teacher_dir, data, store, progress):
-    from .distill import teacher_logits
-
-    return teacher_logits(teacher_dir, data, store.root / "cache", progress)
-
-
-def _verify(folder: Path, timings: dict, report, stage: str) -> dict:
-    """Reload the bundle in a fresh process and check its probe predictions; raises if they differ."""
-    from .bundle import verify_bundle
-
-    report(stage, 0.88, f"saved {folder.name}; reloading it in a fresh process")
-    t = time.perf_counter()
-    check = verify_bundle(folder)
-    timings["verify_seconds"] = round(time.perf_counter() - t, 2)
-    report(stage, 0.92, f"{folder.name}: reloads in a fresh process (max |Δlogit| {check['max_abs_diff']:.1e})")
-    return check
-
-
-def _finish(store: RunStore, variant_id: int, folder: Path, metrics: dict, timings: dict, check: dict,
-            report, stage: str) -> None:
-    """Write the metrics into the bundle and mark the variant finished (one store transaction)."""
-    from .bundle import update_meta
-
-    update_meta(folder, metrics=metrics, timings=timings)
-    store.finish_variant(variant_id, str(folder), metrics=metrics, meta={"verify": check, "timings": timings})
-    report(stage, 1.0, f"{folder.name}: test accuracy {metrics['accuracy']:.4f}, "
-                       f"agreement with teacher {metrics['agreement']:.4f}")
-
-
-def _teacher(recipe, data, folder, work_dir, store, run_id, procs, report):
-    """Load (and fine-tune) the teacher, save and verify it; returns (variant id, timings, check) on main."""
+def _teacher(b: _Build):
+    """Load (and fine-tune) the teacher, save and verify it; returns (timings, check) on the main process."""
     from .bundle import save_bundle
     from .distill import tokenize, train
     from .sources import load_tokenizer_and_model
 
-    cfg = recipe.teacher
-    variant_id = store.add_variant(run_id, cfg.name, kind="teacher", meta={"source": cfg.model}) if procs.main else None
-    report("teacher", 0, f"loading teacher {cfg.model}")
+    cfg, data = b.recipe.teacher, b.data
+    b.report("teacher", 0, f"loading teacher {cfg.model}")
     tokenizer, model = load_tokenizer_and_model(cfg.model, data.labels)
     timings = {}
     if cfg.train is not None:
         t = time.perf_counter()
         model = train(model, tokenizer, tokenize(data, tokenizer, cfg.max_length), cfg.train,
-                      work_dir / cfg.name, recipe.seed, cfg.name,
-                      progress=lambda f, m: report("teacher", 0.05 + 0.8 * f, m, log=m.find("validation") >= 0))
+                      b.work_dir / cfg.name, b.recipe.seed, cfg.name, progress=b.trainer_progress("teacher"))
         timings["train_seconds"] = round(time.perf_counter() - t, 2)
-    if not procs.main:
+    if not b.procs.main:
         return None
-    step = {"stage": "teacher", "model": cfg.model, "max_length": cfg.max_length,
-            "train": cfg.train.__dict__ if cfg.train else None}
-    save_bundle(model, tokenizer, folder, name=cfg.name, kind="teacher", labels=data.labels,
-                max_length=cfg.max_length, step=step,
+    save_bundle(model, tokenizer, b.folders[cfg.name], name=cfg.name, kind="teacher", labels=data.labels,
+                max_length=cfg.max_length, step={"stage": "teacher", **dataclasses.asdict(cfg)},
                 extra={"source": cfg.model, "data": {"source": data.source, "fingerprint": data.fingerprint}})
-    return variant_id, timings, _verify(folder, timings, report, "teacher")
+    return timings, b.verify(cfg.name, timings)
 
 
-def _student(recipe, cfg, data, logits, teacher_dir, run_dir, work_dir, store, run_id, procs, report) -> None:
-    import dataclasses
-
+def _student(b: _Build, cfg) -> None:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from .bundle import save_bundle
     from .distill import build_student, shares_tokenizer, tokenize, train
     from .errors import LabError
 
-    parent = recipe.teacher.name
-    variant_id = (store.add_variant(run_id, cfg.name, kind="student", parent=parent,
-                                    meta={"init": cfg.init, "source": cfg.model}) if procs.main else None)
-    report(cfg.name, 0, f"{cfg.name}: building student ({cfg.init}{' of ' + cfg.model if cfg.model else ''})")
-    tokenizer, model = build_student(cfg, teacher_dir, data.labels)
+    teacher_dir = b.folders[b.recipe.teacher.name]
+    b.report(cfg.name, 0, f"{cfg.name}: building student ({cfg.init}{' of ' + cfg.model if cfg.model else ''})")
+    tokenizer, model = build_student(cfg, teacher_dir, b.data.labels)
     teacher_model = None
     if cfg.distill.intermediate:
-        teacher_tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
-        if not shares_tokenizer(tokenizer, teacher_tokenizer):
+        if not shares_tokenizer(tokenizer, AutoTokenizer.from_pretrained(teacher_dir)):
             raise LabError(f"{cfg.name}: hidden-state/attention distillation needs the teacher's tokenizer, and "
                            f"{cfg.model} tokenizes differently; set distill.hidden_weight and attention_weight to 0 "
                            f"(logit distillation works across tokenizers)")
         teacher_model = AutoModelForSequenceClassification.from_pretrained(teacher_dir, use_safetensors=True)
     t = time.perf_counter()
-    model = train(model, tokenizer, tokenize(data, tokenizer, cfg.max_length, logits), cfg.train,
-                  work_dir / cfg.name, recipe.seed, cfg.name, distill=cfg.distill, teacher_model=teacher_model,
-                  progress=lambda f, m: report(cfg.name, 0.05 + 0.8 * f, m, log=m.find("validation") >= 0))
+    model = train(model, tokenizer, tokenize(b.data, tokenizer, cfg.max_length, b.logits), cfg.train,
+                  b.work_dir / cfg.name, b.recipe.seed, cfg.name, distill=cfg.distill, teacher_model=teacher_model,
+                  progress=b.trainer_progress(cfg.name))
     timings = {"train_seconds": round(time.perf_counter() - t, 2)}
-    if not procs.main:
+    if not b.procs.main:
         return
-    step = {"stage": "student", **dataclasses.asdict(cfg)}
-    save_bundle(model, tokenizer, run_dir / cfg.name, name=cfg.name, kind="student", labels=data.labels,
-                max_length=cfg.max_length, parent=parent, step=step,
-                extra={"data": {"source": data.source, "fingerprint": data.fingerprint}})
-    check = _verify(run_dir / cfg.name, timings, report, cfg.name)
-    _evaluate_and_finish(store, variant_id, run_dir / cfg.name, data, logits, timings, check, report, cfg.name)
-
-
-def _evaluate_and_finish(store, variant_id, folder, data, logits, timings, check, report, stage) -> None:
-    from .bundle import load_bundle
-    from .metrics import score
-
-    t = time.perf_counter()
-    metrics = score(load_bundle(folder), data.splits["test"], logits["test"])
-    timings["evaluate_seconds"] = round(time.perf_counter() - t, 2)
-    _finish(store, variant_id, folder, metrics, timings, check, report, stage)
+    save_bundle(model, tokenizer, b.folders[cfg.name], name=cfg.name, kind="student", labels=b.data.labels,
+                max_length=cfg.max_length, parent=b.recipe.teacher.name,
+                step={"stage": "student", **dataclasses.asdict(cfg)},
+                extra={"data": {"source": b.data.source, "fingerprint": b.data.fingerprint}})
+    b.evaluate_and_finish(cfg.name, timings, b.verify(cfg.name, timings))
 
 
 def _fp32_source(folder: Path):
@@ -257,25 +336,21 @@ def _fp32_source(folder: Path):
     weights = source.meta.get("weights", {})
     if weights.get("format") == "onnx" or weights.get("quantization") or weights.get("dtype") in ("bfloat16",
                                                                                                   "float16"):
-        raise LabError(f"{folder.name} is already quantized; prune or quantize an fp32 variant")
+        raise LabError(f"{source.name} is already quantized; prune or quantize an fp32 variant")
     return source
 
 
-def _prune(recipe, cfg, data, logits, run_dir, work_dir, store, run_id, procs, report) -> None:
-    import dataclasses
-
+def _prune(b: _Build, cfg) -> None:
     from torch.utils.data import DataLoader
 
     from .bundle import save_bundle
     from .distill import Collator, keep_layers, tokenize, train
     from .prune import magnitude_prune, make_permanent, sparsity_report, structured_prune
 
-    variant_id = (store.add_variant(run_id, cfg.name, kind="pruned", parent=cfg.source, meta={"method": cfg.method})
-                  if procs.main else None)
-    report(cfg.name, 0, f"{cfg.name}: {cfg.method} pruning of {cfg.source}")
-    source = _fp32_source(run_dir / cfg.source)
+    b.report(cfg.name, 0, f"{cfg.name}: {cfg.method} pruning of {cfg.source}")
+    source = _fp32_source(b.folders[cfg.source])
     model, tokenizer = source.model.train(), source.tokenizer
-    dataset = tokenize(data, tokenizer, source.max_length, logits)
+    dataset = tokenize(b.data, tokenizer, source.max_length, b.logits)
     timings, details = {}, {}
     t = time.perf_counter()
     if cfg.method == "magnitude":
@@ -286,49 +361,43 @@ def _prune(recipe, cfg, data, logits, run_dir, work_dir, store, run_id, procs, r
             details["layers_dropped"] = sorted(cfg.drop_layers)
         if cfg.heads > 0 or cfg.ffn > 0:
             loader = DataLoader(dataset["validation"], batch_size=16, collate_fn=Collator(tokenizer))
-            batches = [b for _, b in zip(range(cfg.importance_batches), loader)]
+            batches = [batch for _, batch in zip(range(cfg.importance_batches), loader)]
             details.update(structured_prune(model, batches, heads=cfg.heads, ffn=cfg.ffn))
     timings["prune_seconds"] = round(time.perf_counter() - t, 2)
     if cfg.recover is not None:
         t = time.perf_counter()
-        model = train(model, tokenizer, dataset, cfg.recover, work_dir / cfg.name, recipe.seed, cfg.name,
-                      distill=cfg.distill,
-                      progress=lambda f, m: report(cfg.name, 0.05 + 0.8 * f, m, log=m.find("validation") >= 0))
+        model = train(model, tokenizer, dataset, cfg.recover, b.work_dir / cfg.name, b.recipe.seed, cfg.name,
+                      distill=cfg.distill, progress=b.trainer_progress(cfg.name))
         timings["train_seconds"] = round(time.perf_counter() - t, 2)
     make_permanent(model)
-    if not procs.main:
+    if not b.procs.main:
         return
     sparsity = sparsity_report(model, cfg.targets)
-    report(cfg.name, 0.86, f"{cfg.name}: sparsity {sparsity['overall']:.1%} of the selected weights; "
-                           f"{sparsity['nonzero_params']:,} of {sparsity['params']:,} parameters non-zero")
-    folder = run_dir / cfg.name
-    save_bundle(model, tokenizer, folder, name=cfg.name, kind="pruned", labels=data.labels,
+    b.report(cfg.name, 0.86, f"{cfg.name}: sparsity {sparsity['overall']:.1%} of the selected weights; "
+                             f"{sparsity['nonzero_params']:,} of {sparsity['params']:,} parameters non-zero")
+    save_bundle(model, tokenizer, b.folders[cfg.name], name=cfg.name, kind="pruned", labels=b.data.labels,
                 max_length=source.max_length, parent=cfg.source, step={"stage": "prune", **dataclasses.asdict(cfg)},
                 extra={"pruning": {**details, "sparsity": sparsity},
-                       "data": {"source": data.source, "fingerprint": data.fingerprint}})
-    check = _verify(folder, timings, report, cfg.name)
-    _evaluate_and_finish(store, variant_id, folder, data, logits, timings, check, report, cfg.name)
+                       "data": {"source": b.data.source, "fingerprint": b.data.fingerprint}})
+    b.evaluate_and_finish(cfg.name, timings, b.verify(cfg.name, timings))
 
 
-def _quantize(cfg, data, logits, run_dir, work_dir, store, run_id, report) -> None:
-    import dataclasses
-
+def _quantize(b: _Build, cfg) -> None:
     from .bundle import save_bundle
     from .quantize import FP16_CPU_WARNING, export_onnx, onnx_int8, quantize
 
-    variant_id = store.add_variant(run_id, cfg.name, kind="quantized", parent=cfg.source, meta={"method": cfg.method})
-    report(cfg.name, 0, f"{cfg.name}: {cfg.method} of {cfg.source}")
-    source = _fp32_source(run_dir / cfg.source)
-    folder, timings = run_dir / cfg.name, {}
-    common = dict(name=cfg.name, kind="quantized", labels=data.labels, max_length=source.max_length,
+    b.report(cfg.name, 0, f"{cfg.name}: {cfg.method} of {cfg.source}")
+    source = _fp32_source(b.folders[cfg.source])
+    folder, timings = b.folders[cfg.name], {}
+    common = dict(name=cfg.name, kind="quantized", labels=b.data.labels, max_length=source.max_length,
                   parent=cfg.source, step={"stage": "quantize", **dataclasses.asdict(cfg)},
-                  extra={"data": {"source": data.source, "fingerprint": data.fingerprint}})
+                  extra={"data": {"source": b.data.source, "fingerprint": b.data.fingerprint}})
     t = time.perf_counter()
     if cfg.method.startswith("onnx"):
-        work_dir.mkdir(parents=True, exist_ok=True)
-        onnx_file = export_onnx(source.model, source.tokenizer, work_dir / f"{cfg.name}.fp32.onnx")
+        b.work_dir.mkdir(parents=True, exist_ok=True)
+        onnx_file = export_onnx(source.model, source.tokenizer, b.work_dir / f"{cfg.name}.fp32.onnx")
         if cfg.method == "onnx-int8":
-            onnx_file = onnx_int8(onnx_file, work_dir / f"{cfg.name}.int8.onnx")
+            onnx_file = onnx_int8(onnx_file, b.work_dir / f"{cfg.name}.int8.onnx")
         timings["quantize_seconds"] = round(time.perf_counter() - t, 2)
         save_bundle(source.model, source.tokenizer, folder, onnx_file=onnx_file, **common)
     else:
@@ -337,5 +406,31 @@ def _quantize(cfg, data, logits, run_dir, work_dir, store, run_id, report) -> No
         timings["quantize_seconds"] = round(time.perf_counter() - t, 2)
         save_bundle(model, source.tokenizer, folder, int8_embeddings=int8_embeddings,
                     warnings=[FP16_CPU_WARNING] if cfg.method == "fp16" else [], **common)
-    check = _verify(folder, timings, report, cfg.name)
-    _evaluate_and_finish(store, variant_id, folder, data, logits, timings, check, report, cfg.name)
+    b.evaluate_and_finish(cfg.name, timings, b.verify(cfg.name, timings))
+
+
+def _bench(b: _Build) -> None:
+    """Benchmark every variant of the run in one interleaved session; skipped when nothing changed."""
+    from .bench import benchmark
+    from .hardware import cpu_info
+
+    names = list(b.folders)  # teacher first: ratios are against it
+    bench_fp = fingerprint("bench", dataclasses.asdict(b.recipe.bench), [b.bundle_fingerprint(n) for n in names],
+                           cpu_info()["model"])
+    records = {r.id: r for r in b.store.variants(status="finished", latest_only=False)}
+    done = [records[b.variant_ids[n]].metric_details.get("latency_p50_ms", {}).get("bench_fingerprint")
+            for n in names]
+    if all(d == bench_fp for d in done):
+        b.report("bench", 1, "bench: nothing changed since the last measurement; keeping it")
+        return
+    texts = list(b.data.splits["test"]["text"])
+    result = benchmark([b.folders[n] for n in names], texts, b.recipe.bench,
+                       progress=lambda f, m: b.report("bench", f, m, log=False))
+    provenance = {**result["provenance"], "bench_fingerprint": bench_fp}
+    for name, r in zip(names, result["results"]):
+        metrics = {k: r[k] for k in BENCH_METRICS}
+        b.store.set_metrics(b.variant_ids[name], metrics, details={"latency_p50_ms": provenance})
+    fastest = max(result["results"], key=lambda r: r["speedup_p50"])
+    b.report("bench", 1, f"bench: {len(names)} variants in {provenance['wall_seconds']} s; fastest "
+                         f"{fastest['name']} at {fastest['latency_p50_ms']:.1f} ms p50 "
+                         f"({fastest['speedup_p50']:.1f}x the teacher)")

@@ -1,31 +1,109 @@
+import json
+import os
+import shutil
 import socket
-import threading
+from pathlib import Path
 
 import pytest
 
-from compression.dashboard.tables import predictions_table, variants_table
+from compression.advisor import recommend
+from compression.config import Recipe, from_dict
+from compression.dashboard import figures, tables
+from compression.dashboard.app import lab_recipe, parse_batch, predictions_html, reference_rows
+from compression.dashboard.report import html_report, leaderboard_csv
+from compression.errors import LabError
 
-from .conftest import run_cli
-
-
-def test_variants_table_formats_ci_and_blanks():
-    table = variants_table([
-        {"name": "teacher", "kind": "teacher", "parent": None, "accuracy": 0.9, "accuracy_ci": [0.88, 0.92],
-         "size_mb": 90.0, "bundle": "/x"},
-        {"name": "s", "kind": "student", "parent": "teacher", "accuracy": None, "accuracy_ci": [None, None],
-         "size_mb": None, "bundle": "/y"},
-    ])
-    assert list(table["95% CI"]) == ["0.880 – 0.920", ""]
-    assert list(table["parent"]) == ["", "teacher"]
+from .conftest import ROOT, run_cli
 
 
-def test_predictions_table_flags_disagreement():
-    table = predictions_table([
-        {"name": "teacher", "label": "pos", "confidence": 0.9, "latency_ms": 12.34},
-        {"name": "a", "label": "pos", "confidence": 0.8, "latency_ms": 3.0},
-        {"name": "b", "label": "neg", "confidence": 0.6, "latency_ms": 2.0},
-    ], teacher="teacher")
-    assert list(table["agrees with teacher"]) == ["", "yes", "NO"]
+def _row(name, kind, parent, acc, p50, mb, method=None, warnings=()):
+    return {"name": name, "kind": kind, "parent": parent, "method": method, "accuracy": acc,
+            "accuracy_ci": [acc - 0.02, acc + 0.02], "f1": acc, "agreement": 0.95, "ece": 0.05, "size_mb": mb,
+            "params": 1e6, "nonzero_params": 9e5, "latency_p50_ms": p50, "latency_p95_ms": p50 * 1.3,
+            "throughput": 1000 / p50, "cpu_seconds_per_1000": p50 * 2, "peak_memory_mb": mb * 2,
+            "warnings": list(warnings), "bundle": f"/b/{name}", "provenance": None}
+
+
+ROWS = [_row("teacher", "teacher", None, 0.90, 40.0, 400.0),
+        _row("student", "student", "teacher", 0.88, 10.0, 90.0, "pretrained"),
+        _row("student-int8", "quantized", "student", 0.879, 4.0, 23.0, "dynamic-int8"),
+        _row("student-fp16", "quantized", "student", 0.88, 35.0, 45.0, "fp16", ["fp16 is slow on CPU"]),
+        _row("student-sparse", "pruned", "student", 0.86, 10.2, 50.0, "magnitude")]
+
+
+def test_leaderboard_ratios_against_the_teacher():
+    board = tables.leaderboard(ROWS)
+    int8 = board[board["variant"] == "student-int8"].iloc[0]
+    assert int8["speed-up"] == "10.00x" and int8["smaller"] == "17.39x" and int8["retention %"] == "97.7"
+    assert board[board["variant"].str.startswith("student-fp16")].iloc[0]["variant"].endswith("⚠")
+    assert int8["95% CI"] == "85.9–89.9"
+
+
+def test_pareto_front_and_figures():
+    assert figures.pareto_front([(40, 0.90), (10, 0.88), (4, 0.879), (35, 0.88), (10.2, 0.86)]) == [2, 1, 0]
+    df = tables.frame(ROWS)
+    fig = figures.accuracy_vs_latency(df)
+    assert [t.name for t in fig.data] == ["variants", "Pareto frontier"]
+    assert list(fig.data[1].x) == [4.0, 10.0, 40.0]
+    assert len(figures.size_bars(df).data[0].x) == 5
+    assert figures.latency_bars(tables.frame([])).layout.annotations[0].text == "no measured variants yet"
+
+
+def test_recommend_respects_limits_and_warns():
+    rec = recommend(ROWS, max_latency_ms=20, min_retention=0.97)
+    assert rec.best["name"] == "student" and any("4.0x faster" in r for r in rec.reasons)
+    rec = recommend(ROWS, max_size_mb=30)
+    assert rec.best["name"] == "student-int8"
+    assert any("teacher: 400.0 MB > 30 MB" in e for e in rec.excluded)
+    fp16_only = [ROWS[0], ROWS[3]]
+    rec = recommend(fp16_only, max_size_mb=100)
+    assert rec.best["name"] == "student-fp16" and any(r.startswith("warning — fp16") for r in rec.reasons)
+    assert recommend(ROWS, max_latency_ms=1).best is None
+
+
+def test_predictions_html_highlights_disagreement():
+    page = predictions_html([{"name": "teacher", "label": "pos", "confidence": 0.9, "latency_ms": 10},
+                             {"name": "s", "label": "neg", "confidence": 0.6, "latency_ms": 2}], "teacher")
+    assert page.count("class='disagree'") == 1 and "⚠ disagrees" in page
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"text\n" + "\n".join(f"line {i}" for i in range(600)).encode(), "at most 500"),
+    (b"a,b\n1,2\n", "needs a header with a text column"),
+    ("texte\ncaf\xe9\n".encode("latin-1"), "not UTF-8"),
+    (b"text\nhello\x00world\n", "NUL bytes"),
+    (b"text\n\n  \n", "no texts"),
+])
+def test_parse_batch_rejects_bad_uploads(tmp_path, content, message):
+    path = tmp_path / "u.csv"
+    path.write_bytes(content)
+    with pytest.raises(LabError, match=message):
+        parse_batch("", str(path))
+
+
+def test_parse_batch_accepts_lines_csv_and_semicolons(tmp_path):
+    assert parse_batch("one\n\n two \n", None) == ["one", "two"]
+    path = tmp_path / "u.csv"
+    path.write_text("id;sentence\n1;Ünïcode ✓ שלום\n2;second\n", encoding="utf-8")
+    assert parse_batch("", str(path)) == ["Ünïcode ✓ שלום", "second"]
+
+
+def test_lab_choices_make_a_valid_recipe():
+    recipe = from_dict(Recipe, lab_recipe("embedded:mpnet-base", "embedded:rotten-tomatoes", 800,
+                                          ["MiniLM-L6 (pretrained)"], ["dynamic int8", "structured pruning (½ heads, ½ FFN)"]))
+    assert [q.source for q in recipe.quantize] == ["minilm-l6"] and recipe.prune[0].method == "structured"
+
+
+def test_report_is_self_contained():
+    page = html_report(ROWS, note="test")
+    assert "<table" in page and "student-int8" in page and "Plotly" in page and '<script src="http' not in page
+    assert leaderboard_csv(ROWS).splitlines()[0].startswith("name,kind,parent")
+
+
+def test_reference_result_is_labelled():
+    rows, label = reference_rows()
+    if rows:
+        assert label and all("accuracy" in r and "name" in r for r in rows)
 
 
 def _free_port() -> int:
@@ -36,26 +114,63 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def served_app(tiny_model, tiny_data, tmp_path_factory):
+    """The real app over a store with a teacher and an int8 variant, served on localhost."""
     folder = tmp_path_factory.mktemp("app")
     recipe = folder / "tiny.yaml"
-    recipe.write_text(f"name: tiny\ndata:\n  source: {tiny_data}\nteacher:\n  model: {tiny_model}\n  max_length: 32\n")
-    assert run_cli("build", str(recipe), "--store", str(folder / "store")).returncode == 0
-    from compression.dashboard import create_app, theme
+    recipe.write_text(f"name: tiny\ndata: {{source: {tiny_data}}}\n"
+                      f"teacher: {{model: {tiny_model}, max_length: 32, train: {{epochs: 2, batch_size: 16}}}}\n"
+                      "quantize:\n  - {name: teacher-int8, source: teacher, method: dynamic-int8}\n"
+                      "bench: {samples: 4, repeats: 1, warmup: 1, throughput_batches: 1, memory: false}\n")
+    result = run_cli("build", str(recipe), "--store", str(folder / "store"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    from compression.dashboard import create_app, launch_kwargs
 
     demo = create_app(str(folder / "store"))
     port = _free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, theme=theme())
-    yield f"http://127.0.0.1:{port}/"
+    kwargs = {**launch_kwargs(), "server_name": "127.0.0.1", "server_port": port, "prevent_thread_lock": True}
+    demo.launch(**kwargs)
+    yield f"http://127.0.0.1:{port}/", folder
     demo.close()
 
 
-def test_api_predict_through_gradio_client(served_app):
+def test_api_through_gradio_client(served_app):
     from gradio_client import Client
 
-    client = Client(served_app, verbose=False)
-    table, note = client.predict("a great and moving film", api_name="/predict")
-    assert table["headers"][:2] == ["variant", "label"]
-    assert [row[0] for row in table["data"]] == ["teacher"]
-    assert note == ""
+    client = Client(served_app[0], verbose=False)
+    page, note = client.predict("a great and moving film", api_name="/predict")
+    assert page.count("<tr") == 3 and "teacher-int8" in page and note == ""
+    _, note = client.predict("good " * 3000, api_name="/predict")
+    assert "truncated" in note
     with pytest.raises(Exception, match="Type a sentence first"):
         client.predict("   ", api_name="/predict")
+    advice = client.predict(0, 0, 90, api_name="/recommend")
+    assert "Recommended:" in advice or "No variant fits" in advice
+
+
+def test_browser_shows_predictions_of_two_variants(served_app):
+    """A real browser (Debian's chromium) types a sentence and sees every variant's prediction."""
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed: .ci/run installs it (apt-get install chromium)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    shots = ROOT / "test-artifacts"
+    shots.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu",
+                                                                   "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(served_app[0])
+        page.get_by_label("Text").fill("A gripping, beautifully acted film.")
+        page.get_by_role("button", name="Classify with every variant").click()
+        page.wait_for_selector("table.preds tbody tr:nth-child(2)", timeout=60_000)
+        rows = page.locator("table.preds tbody tr")
+        names = [rows.nth(i).locator("td").first.inner_text() for i in range(rows.count())]
+        page.screenshot(path=str(shots / "playground.png"), full_page=True)
+        page.get_by_role("tab", name="Leaderboard").click()
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(shots / "leaderboard.png"), full_page=True)
+        browser.close()
+    assert names == ["teacher", "teacher-int8"]

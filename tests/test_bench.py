@@ -1,0 +1,100 @@
+import json
+
+import pytest
+
+from compression.advisor import NO, PAYS, advise
+from compression.bench import benchmark
+from compression.bundle import load_bundle, save_bundle
+from compression.config import BenchConfig
+from compression.quantize import quantize
+
+from .conftest import run_cli, synthetic_rows
+
+TEXTS = [t for t, _ in synthetic_rows(40, seed=21)]
+
+
+@pytest.fixture(scope="module")
+def int8_bundle(tiny_teacher, tmp_path_factory):
+    source = load_bundle(tiny_teacher)
+    return save_bundle(quantize(source.model, "dynamic-int8"), source.tokenizer,
+                       tmp_path_factory.mktemp("b") / "int8", name="int8", kind="quantized", labels=source.labels,
+                       max_length=32)
+
+
+def test_benchmark_measures_interleaved_with_provenance(tiny_teacher, int8_bundle):
+    result = benchmark([tiny_teacher, int8_bundle], TEXTS, BenchConfig(samples=10, repeats=2, warmup=2,
+                                                                      throughput_batches=2, batch_size=8))
+    first, second = result["results"]
+    assert first["speedup_p50"] == 1.0 and first["compression"] == 1.0 and second["reference"] == "teacher"
+    for r in result["results"]:
+        assert 0 < r["latency_p50_ms"] <= r["latency_p95_ms"]
+        assert r["throughput"] > 0 and r["size_bytes"] > 0 and r["params"] >= r["nonzero_params"] > 0
+        assert r["peak_memory_mb"] is not None and r["cpu_seconds_per_1000"] > 0
+    p = result["provenance"]
+    assert p["samples"] == 10 and p["repeats"] == 2 and p["interleaved"] and p["split"] == "test"
+    assert {"torch", "transformers", "onnxruntime"} <= set(p["versions"])
+    assert set(p["cpu"]["flags"]) >= {"avx512_vnni", "avx512_bf16", "amx_bf16"}
+    assert p["sequence_length"]["max"] >= p["sequence_length"]["p50"] > 2
+
+
+def test_bench_config_rejects_nonsense():
+    with pytest.raises(ValueError, match="samples: invalid value 0"):
+        BenchConfig(samples=0)
+
+
+def test_advisor_prefers_measurements_over_flags():
+    rows = [{"name": "s", "parent": "t", "method": None, "latency_p50_ms": 10.0},
+            {"name": "t", "parent": None, "method": None, "latency_p50_ms": 30.0},
+            {"name": "s-int8", "parent": "s", "method": "dynamic-int8", "latency_p50_ms": 4.0},
+            {"name": "s-sparse", "parent": "s", "method": "magnitude", "latency_p50_ms": 10.2}]
+    advice = {a.technique: a for a in advise({"avx512_vnni": False}, rows)}
+    assert advice["int8 (torch dynamic)"].verdict == PAYS and advice["int8 (torch dynamic)"].evidence == "measured"
+    assert "2.50x" in advice["int8 (torch dynamic)"].reason
+    assert advice["unstructured sparsity"].verdict == NO and advice["unstructured sparsity"].evidence == "measured"
+    assert advice["fp16"].verdict == NO and advice["fp16"].evidence == "CPU flags"
+    assert advise({"avx512_bf16": True}, [])[2].verdict == PAYS  # bf16 from flags
+
+
+def test_bench_cli_on_folders(tiny_teacher, int8_bundle, tiny_data):
+    result = run_cli("bench", str(tiny_teacher), str(int8_bundle), "--data", str(tiny_data), "--samples", "5",
+                     "--repeats", "1", "--no-memory", "--json")
+    assert result.returncode == 0, result.stderr[-1500:]
+    data = json.loads(result.stdout)
+    assert [r["name"] for r in data["results"]] == ["teacher", "int8"]
+    text = run_cli("bench", str(tiny_teacher), "--data", str(tiny_data), "--samples", "5", "--repeats", "1",
+                   "--no-memory")
+    assert "provenance:" in text.stdout and "threads" in text.stdout
+
+
+def test_second_build_reuses_everything(tiny_data, tmp_path):
+    from .conftest import make_tiny_backbone
+
+    backbone = make_tiny_backbone(tmp_path / "b", heads=4)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"""name: resume
+data: {{source: {tiny_data}}}
+teacher: {{model: {backbone}, max_length: 32, train: {{epochs: 2, batch_size: 16, learning_rate: 0.003}}}}
+students:
+  - {{name: s, init: teacher-layers, layers: [0], max_length: 32, train: {{epochs: 1, batch_size: 16}}}}
+quantize:
+  - {{name: s-int8, source: s, method: dynamic-int8}}
+bench: {{samples: 5, repeats: 1, warmup: 1, throughput_batches: 1, memory: false}}
+""")
+    store = str(tmp_path / "store")
+    assert run_cli("build", str(recipe), "--store", store).returncode == 0
+    first = {r["name"]: r for r in map(json.loads, run_cli("list", "--json", "--store", store).stdout.splitlines())}
+    assert all(first[n][k] is not None for n in first for k in
+               ("accuracy", "f1", "agreement", "ece", "size_mb", "params", "nonzero_params", "latency_p50_ms",
+                "latency_p95_ms", "throughput", "provenance"))
+    second_run = run_cli("build", str(recipe), "--store", store)
+    assert second_run.returncode == 0
+    assert "reused 3 unchanged variant(s)" in second_run.stderr + second_run.stdout
+    assert "nothing changed since the last measurement" in second_run.stderr + second_run.stdout
+    second = {r["name"]: r for r in map(json.loads, run_cli("list", "--json", "--store", store).stdout.splitlines())}
+    assert {n: r["bundle"] for n, r in second.items()} == {n: r["bundle"] for n, r in first.items()}
+    assert all(second[n]["run"] == 2 for n in second)
+    # a changed step is redone, and what depends on it too; the rest is reused
+    recipe.write_text(recipe.read_text().replace("train: {epochs: 1, batch_size: 16}",
+                                                 "train: {epochs: 1, batch_size: 8}"))
+    third_run = run_cli("build", str(recipe), "--store", store)
+    assert "reused 1 unchanged variant(s)" in third_run.stderr + third_run.stdout

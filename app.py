@@ -19,7 +19,10 @@ def main() -> None:
 
     store = resolve_store_dir(args.store)
     store.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("GRADIO_TEMP_DIR", str(store / "gradio-tmp"))  # uploads and downloads stay in the store
+    # Everything the app writes stays in the store: uploads/downloads, re-joined models, datasets and metric caches.
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(store / "gradio-tmp"))
+    os.environ.setdefault("COMPRESSION_LAB_CACHE", str(store / "cache"))
+    os.environ.setdefault("HF_HOME", str(store / "hf-home"))
 
     from compression.dashboard import create_app, launch_kwargs
 

@@ -69,25 +69,28 @@ def count_parameters(bundle) -> tuple[int, int]:
     return torch_count(bundle.model)
 
 
-def peak_memory_mb(folder: str | Path, texts: list[str], timeout: float = 600) -> float | None:
-    """Peak resident memory added by loading the bundle and predicting one batch, in a fresh child process.
+def memory_mb(folder: str | Path, texts: list[str], timeout: float = 600) -> tuple[float | None, float | None]:
+    """(peak, resident) memory added by loading the bundle and predicting one batch, in a fresh child process.
 
-    The child first imports the runtimes and records its peak RSS; the figure is the growth past that baseline,
-    so it is the model's own cost, not Python's or torch's.
+    The child first imports the runtimes and records its memory; both figures are growth past that baseline, so
+    they are the model's own cost, not Python's or torch's. Peak includes loading (an int8 bundle is rebuilt from
+    an fp32 skeleton, so its peak exceeds what it holds afterwards); resident is what stays after the batch.
     """
-    code = ("import json, resource, sys; import torch, transformers, onnxruntime; "
+    # VmHWM (peak RSS of this address space) resets at exec; ru_maxrss would inherit the parent's peak.
+    code = ("import json, sys; import torch, transformers, onnxruntime; "
             "from compression.bundle import load_bundle; "
-            "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
-            "b = load_bundle(sys.argv[1]); b.logits(json.loads(sys.stdin.read())); "
-            "print(json.dumps((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024))")
+            "kb = lambda k: int(next(l for l in open('/proc/self/status') if l.startswith(k)).split()[1]); "
+            "base = (kb('VmHWM:'), kb('VmRSS:')); b = load_bundle(sys.argv[1]); b.logits(json.loads(sys.stdin.read())); "
+            "print(json.dumps([(kb('VmHWM:') - base[0]) / 1024, (kb('VmRSS:') - base[1]) / 1024]))")
     package_root = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
     proc = subprocess.run([sys.executable, "-c", code, str(folder)], input=json.dumps(texts), capture_output=True,
                           text=True, timeout=timeout, env=env)
     try:
-        return round(float(proc.stdout.strip().splitlines()[-1]), 1)
-    except (IndexError, ValueError):
-        return None
+        peak, resident = json.loads(proc.stdout.strip().splitlines()[-1])
+        return round(peak, 1), round(resident, 1)
+    except (IndexError, ValueError, TypeError):
+        return None, None
 
 
 def _length_stats(tokenizer, texts: list[str]) -> dict:
@@ -172,14 +175,14 @@ def benchmark(folders: list[str | Path], texts: list[str], cfg: BenchConfig | No
             "latency_p50_ms": round(float(np.percentile(lat, 50)), 3),
             "latency_p95_ms": round(float(np.percentile(lat, 95)), 3),
             "latency_mean_ms": round(float(lat.mean()), 3),
-            "throughput": round(cfg.batch_size * len(batch_times[i]) / sum(batch_times[i]), 2),
+            "throughput": round(len(batches[0]) * len(batch_times[i]) / sum(batch_times[i]), 2),
             "cpu_seconds_per_1000": round(cpu_seconds[i] / len(lat) * 1000, 3),
-            "peak_memory_mb": None,
+            "peak_memory_mb": None, "resident_memory_mb": None,
         })
     if cfg.memory:
         for i, r in enumerate(results):
             report(0.9 + 0.1 * i / len(results), f"bench: peak memory of {r['name']} (child process)")
-            r["peak_memory_mb"] = peak_memory_mb(r["bundle"], batches[0])
+            r["peak_memory_mb"], r["resident_memory_mb"] = memory_mb(r["bundle"], batches[0])
     first = results[0]
     for r in results:
         r["speedup_p50"] = round(first["latency_p50_ms"] / r["latency_p50_ms"], 3)
@@ -195,7 +198,8 @@ def benchmark(folders: list[str | Path], texts: list[str], cfg: BenchConfig | No
         "padding": "none at batch 1; to the longest text in each throughput batch",
         "latency_includes": "tokenization + forward pass, one text at a time",
         "interleaved": True, "other_processes_cpu_share": other_share, "wall_seconds": round(wall, 1),
-        "memory": "peak RSS growth in a child process after importing the runtimes",
+        "memory": "growth of peak RSS (VmHWM, includes loading) and of resident RSS after one batch, in a child "
+                  "process, past its baseline after importing the runtimes",
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": asdict(cfg),
     }
     report(1.0, "bench: done")

@@ -179,8 +179,10 @@ def save_bundle(model, tokenizer, folder: str | Path, *, name: str, kind: str, l
 
             from .weights import encode
 
+            dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
             weights = {"format": "lab", "quantization": "dynamic-int8" if quantized else None,
-                       "embeddings": "rowint8" if int8_embeddings else None, "structure": shapes}
+                       "embeddings": "rowint8" if int8_embeddings else None, "structure": shapes,
+                       "dtype": str(dtype).replace("torch.", "") if dtype is not None else "float32"}
             tmp.mkdir()
             model.config.save_pretrained(tmp)
             tensors, metadata = encode(model, int8_embeddings=int8_embeddings)
@@ -232,9 +234,13 @@ def _load_runner(folder: Path, meta: dict):
         from .prune import apply_structure
         from .weights import decode_into, quantize_dynamic_int8
 
-        model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(folder))
+        import torch
+
+        model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(folder)).float()
         if weights.get("structure"):
             apply_structure(model, weights["structure"])
+        if weights.get("dtype") in ("bfloat16", "float16"):
+            model = model.to(getattr(torch, weights["dtype"]))
         if weights.get("quantization") == "dynamic-int8":
             model = quantize_dynamic_int8(model)
         with safe_open(str(folder / WEIGHTS_FILE), framework="pt") as f:

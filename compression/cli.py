@@ -48,8 +48,9 @@ def make_parser() -> argparse.ArgumentParser:
                                                       "against (default: the current folder)")
 
     p = sub.add_parser("list", help="list finished variants and their metrics",
-                       description="List the finished variants in the store (the newest of each name).")
+                       description="List the finished variants of one run (default: the newest finished run).")
     _store_arg(p)
+    p.add_argument("--run", default="latest", help="latest (default), a run id, or all (newest of each name)")
     p.add_argument("--json", action="store_true", help="print one JSON object per variant")
 
     p = sub.add_parser("predict", help="label and confidence for each text",
@@ -151,9 +152,33 @@ def _variant_row(v) -> dict:
             "params": _int(m.get("params")), "nonzero_params": _int(m.get("nonzero_params")),
             "latency_p50_ms": m.get("latency_p50_ms"), "latency_p95_ms": m.get("latency_p95_ms"),
             "throughput": m.get("throughput"), "cpu_seconds_per_1000": m.get("cpu_seconds_per_1000"),
-            "peak_memory_mb": m.get("peak_memory_mb"), "speedup_p50": m.get("speedup_p50"),
+            "peak_memory_mb": m.get("peak_memory_mb"), "resident_memory_mb": m.get("resident_memory_mb"),
+            "speedup_p50": m.get("speedup_p50"),
             "compression": m.get("compression"), "warnings": v.meta.get("warnings", []),
             "bundle": v.bundle, "provenance": provenance, "metrics": m}
+
+
+def current_variants(store, run: str = "latest") -> list:
+    """The variants to show together: one run's, so ratios and agreement compare like with like.
+
+    ``latest``: the newest finished run (else the newest run with finished variants); a run id; or ``all`` (the
+    newest variant of every name, across runs).
+    """
+    if run == "all":
+        return store.variants()
+    finished = store.variants(status="finished", latest_only=False)
+    run_ids = {v.run_id for v in finished}
+    if run != "latest":
+        if not run.isdigit() or int(run) not in run_ids:
+            raise LabError(f"run {run!r} has no finished variants (runs with some: "
+                           f"{', '.join(map(str, sorted(run_ids))) or 'none'})")
+        chosen = int(run)
+    elif not run_ids:
+        return []
+    else:
+        complete = [r["id"] for r in store.runs() if r["status"] == "finished" and r["id"] in run_ids]
+        chosen = max(complete) if complete else max(run_ids)
+    return [v for v in finished if v.run_id == chosen]
 
 
 def _int(value):
@@ -166,7 +191,7 @@ def _fmt(value, spec: str, scale: float = 1.0) -> str:
 
 def cmd_list(args) -> int:
     with _open_store(args.store) as store:
-        rows = [_variant_row(v) for v in store.variants()]
+        rows = [_variant_row(v) for v in current_variants(store, args.run)]
     if args.json:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
@@ -179,7 +204,7 @@ def cmd_list(args) -> int:
     for r in rows:
         lo, hi = r["accuracy_ci"]
         ci = f"{lo * 100:.1f}–{hi * 100:.1f}" if lo is not None else "-"
-        nz = r["nonzero_params"] if r["nonzero_params"] is not None else None
+        nz = r["params"]
         print(f"{r['name'][:22]:<22} {r['kind']:<9} {(r['parent'] or '-')[:18]:<18} {_fmt(r['accuracy'], '.1f', 100):>6} "
               f"{ci:>11} {_fmt(r['f1'], '.3f'):>6} {_fmt(r['agreement'], '.3f'):>6} {_fmt(r['ece'], '.3f'):>6} "
               f"{_fmt(r['size_mb'], '.1f'):>7} {_fmt(nz, '.2f', 1e-6):>9} {_fmt(r['latency_p50_ms'], '.1f'):>7} "
@@ -218,6 +243,10 @@ def cmd_bench(args) -> int:
     from .config import BenchConfig, DataConfig
     from .data import load_data
 
+    records = []
+    if args.record:  # resolve names before measuring, so a bad name fails in a second, not after the run
+        with _open_store(args.store) as store:
+            records = [store.get_variant(name) for name in args.bundles]
     folders = [_bundle_folder(v, args.store) for v in args.bundles]
     source = args.data or read_meta(folders[0]).get("data", {}).get("source")
     if not source:
@@ -230,8 +259,7 @@ def cmd_bench(args) -> int:
         from .pipeline import BENCH_METRICS
 
         with _open_store(args.store) as store:
-            for name, r in zip(args.bundles, result["results"]):
-                record = store.get_variant(name)
+            for record, r in zip(records, result["results"]):
                 store.set_metrics(record.id, {k: r[k] for k in BENCH_METRICS},
                                   details={"latency_p50_ms": result["provenance"]})
     if args.json:
@@ -239,11 +267,12 @@ def cmd_bench(args) -> int:
         return 0
     p = result["provenance"]
     print(f"{'bundle':<24} {'MB':>8} {'params M':>9} {'nonzero M':>9} {'load s':>6} {'p50 ms':>8} {'p95 ms':>8} "
-          f"{'texts/s':>8} {'mem MB':>7} {'speed-up':>8} {'smaller':>8}")
+          f"{'texts/s':>8} {'peak MB':>7} {'RSS MB':>7} {'speed-up':>8} {'smaller':>8}")
     for r in result["results"]:
         print(f"{r['name'][:24]:<24} {r['size_bytes'] / 1e6:>8.1f} {r['params'] / 1e6:>9.2f} "
               f"{r['nonzero_params'] / 1e6:>9.2f} {r['load_seconds']:>6.2f} {r['latency_p50_ms']:>8.2f} "
               f"{r['latency_p95_ms']:>8.2f} {r['throughput']:>8.1f} {_fmt(r['peak_memory_mb'], '.0f'):>7} "
+              f"{_fmt(r['resident_memory_mb'], '.0f'):>7} "
               f"{r['speedup_p50']:>7.2f}x {r['compression']:>7.2f}x")
     flags = ", ".join(k for k, v in p["cpu"]["flags"].items() if v) or "none"
     lengths = p["sequence_length"]
@@ -260,7 +289,7 @@ def cmd_advise(args) -> int:
     from .hardware import cpu_info
 
     with _open_store(args.store) as store:
-        rows = [_variant_row(v) for v in store.variants()]
+        rows = [_variant_row(v) for v in current_variants(store)]
     info = cpu_info()
     advice = advise(info["flags"], rows)
     if args.json:
@@ -275,7 +304,7 @@ def cmd_advise(args) -> int:
 
 def cmd_export(args) -> int:
     with _open_store(args.store) as store:
-        rows = [_variant_row(v) for v in store.variants()]
+        rows = [_variant_row(v) for v in current_variants(store)]
     if not rows:
         raise LabError("the store has no finished variants to export")
     for row in rows:

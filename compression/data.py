@@ -181,10 +181,15 @@ def load_data(cfg: "DataConfig", base_dir: str | Path | None = None) -> LabeledD
         if min(values) < 0:
             raise LabError(f"{cfg.source}: negative label ids {[v for v in values if v < 0][:5]}")
         count = max(max(values) + 1, len(class_names or []))
-        names = cfg.label_names or class_names or default_names or [str(i) for i in range(count)]
-        if len(names) < count:
-            raise LabError(f"{cfg.source}: label ids go up to {count - 1} but label_names has {len(names)} names")
-        mapping = {v: v for v in values}
+        names = cfg.label_names or class_names or default_names
+        if names is None and values != list(range(count)):
+            # ids like {1, 2} or {0, 4}: renumber to 0..K-1 so no empty class skews the head or macro-F1
+            names, mapping = [str(v) for v in values], {v: i for i, v in enumerate(values)}
+        else:
+            names = names or [str(i) for i in range(count)]
+            if len(names) < count:
+                raise LabError(f"{cfg.source}: label ids go up to {count - 1} but label_names has {len(names)} names")
+            mapping = {v: v for v in values}
     else:
         values = sorted({str(v).strip() for v in values})
         names = default_names if default_names and set(default_names) >= set(values) else values

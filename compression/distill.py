@@ -180,6 +180,9 @@ class DistillationTrainer(Trainer):
 
     def _intermediate_loss(self, model, inputs, outputs, want_hidden, want_attention):
         d = self.distill
+        device = inputs["input_ids"].device
+        if next(self.teacher_model.parameters()).device != device:
+            self.teacher_model.to(device)
         with torch.no_grad():
             t_out = self.teacher_model(**inputs, output_hidden_states=want_hidden, output_attentions=want_attention)
         mask = inputs["attention_mask"]
@@ -277,5 +280,4 @@ def train(model, tokenizer, dataset, cfg: TrainConfig, output_dir: str | Path, s
         del best.distill_projections
     if distill is not None and distill.attention_weight > 0:
         best.set_attn_implementation("sdpa")
-    best.eval()
-    return best
+    return best.to("cpu").eval()  # bundles are written and probed on the CPU

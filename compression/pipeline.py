@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Callable
 
 from .config import Recipe
-from .store import RunStore
+from .store import RunStore, StoreError
 
 Progress = Callable[[float, str], None]
 BENCH_METRICS = ("latency_p50_ms", "latency_p95_ms", "latency_mean_ms", "throughput", "cpu_seconds_per_1000",
-                 "peak_memory_mb", "load_seconds", "size_bytes", "params", "nonzero_params", "speedup_p50",
+                 "peak_memory_mb", "resident_memory_mb", "load_seconds", "size_bytes", "params", "nonzero_params", "speedup_p50",
                  "compression", "throughput_ratio")
 
 
@@ -270,7 +270,8 @@ def build(recipe: Recipe, store: RunStore, data_dir: str | Path | None = None,
             return run_id
         except BaseException as err:  # includes KeyboardInterrupt: the run must not look finished
             if procs.main:
-                store.fail_run(run_id, " ".join(str(err).split()) or type(err).__name__)
+                with contextlib.suppress(StoreError):  # e.g. the run had already finished: keep the real error
+                    store.fail_run(run_id, " ".join(str(err).split()) or type(err).__name__)
             raise
 
 
@@ -357,6 +358,12 @@ def _prune(b: _Build, cfg) -> None:
         magnitude_prune(model, threshold=cfg.threshold, sparsity=cfg.sparsity, patterns=cfg.targets)
     else:
         if cfg.drop_layers:
+            if max(cfg.drop_layers) >= model.config.num_hidden_layers or \
+                    len(set(cfg.drop_layers)) >= model.config.num_hidden_layers:
+                from .errors import LabError
+
+                raise LabError(f"{cfg.name}: drop_layers {cfg.drop_layers} must name some (not all) of the "
+                               f"{model.config.num_hidden_layers} layers 0..{model.config.num_hidden_layers - 1}")
             model = keep_layers(model, [i for i in range(model.config.num_hidden_layers) if i not in cfg.drop_layers])
             details["layers_dropped"] = sorted(cfg.drop_layers)
         if cfg.heads > 0 or cfg.ffn > 0:

@@ -73,6 +73,7 @@ def test_predictions_html_highlights_disagreement():
     ("texte\ncaf\xe9\n".encode("latin-1"), "not UTF-8"),
     (b"text\nhello\x00world\n", "NUL bytes"),
     (b"text\n\n  \n", "no texts"),
+    (b"text\nhello, world, and more\nplain\n", "more fields than the header"),
 ])
 def test_parse_batch_rejects_bad_uploads(tmp_path, content, message):
     path = tmp_path / "u.csv"

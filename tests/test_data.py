@@ -113,3 +113,12 @@ def test_embedded_rotten_tomatoes():
     assert 0.05 < sizes["test"] / sum(sizes.values()) < 0.15
     train, test = set(data.splits["train"]["text"]), set(data.splits["test"]["text"])
     assert len(train & test) < 20  # split by movie: only verbatim-repeated snippets can recur
+
+
+def test_int_labels_not_starting_at_zero_are_renumbered(tmp_path):
+    path = tmp_path / "d.csv"
+    rows = synthetic_rows(100, seed=9)
+    path.write_text("text,label\n" + "\n".join(f"{t},{y + 1}" for t, y in rows))
+    data = load_data(DataConfig(source=str(path)))
+    assert data.labels == ["1", "2"]
+    assert set(data.splits["train"]["label"]) == {0, 1}

@@ -123,13 +123,21 @@ def parse_batch(text: str, upload: str | None) -> list[str]:
             dialect = csv.Sniffer().sniff(content[:4096], delimiters=",\t;")
         except csv.Error:
             dialect = csv.excel
-        reader = csv.DictReader(io.StringIO(content), dialect=dialect)
-        columns = [c for c in (reader.fieldnames or []) if c]
-        column = next((c for c in columns if c.strip().lower() in ("text", "sentence", "review", "content")), None)
-        if column is None:
-            raise LabError(f"the CSV needs a header with a text column (text, sentence, review or content); "
-                           f"found: {', '.join(columns) or 'no header'}")
-        texts = [(row.get(column) or "").strip() for row in reader]
+        try:
+            reader = csv.DictReader(io.StringIO(content), dialect=dialect)
+            columns = [c for c in (reader.fieldnames or []) if c]
+            column = next((c for c in columns if c.strip().lower() in ("text", "sentence", "review", "content")),
+                          None)
+            if column is None:
+                raise LabError(f"the CSV needs a header with a text column (text, sentence, review or content); "
+                               f"found: {', '.join(columns) or 'no header'}")
+            rows = list(reader)
+        except csv.Error as err:
+            raise LabError(f"the CSV cannot be read: {err}") from None
+        extra = next((i for i, row in enumerate(rows, start=2) if None in row), None)
+        if extra is not None:
+            raise LabError(f"line {extra} has more fields than the header: quote texts that contain the delimiter")
+        texts = [(row.get(column) or "").strip() for row in rows]
     else:
         texts = [line.strip() for line in (text or "").splitlines()]
     texts = [t[:MAX_TEXT_CHARS] for t in texts if t]
@@ -161,9 +169,11 @@ def lab_recipe(teacher: str, data: str, train_samples: int, students: list[str],
     steps = {
         "magnitude pruning 50%": ("prune", {"name": f"{base}-sparse50", "source": base, "method": "magnitude",
                                             "sparsity": 0.5, "recover": recover}),
+        # MPNet shares one relative-position bias across heads: prune only its FFN neurons
         "structured pruning (½ heads, ½ FFN)": ("prune", {"name": f"{base}-slim", "source": base,
-                                                           "method": "structured", "heads": 0.5, "ffn": 0.5,
-                                                           "recover": recover}),
+                                                           "method": "structured", "ffn": 0.5, "recover": recover,
+                                                           "heads": 0.0 if base == "teacher" and "mpnet" in teacher
+                                                           else 0.5}),
         "dynamic int8": ("quantize", {"name": f"{base}-int8", "source": base, "method": "dynamic-int8"}),
         "bf16": ("quantize", {"name": f"{base}-bf16", "source": base, "method": "bf16"}),
         "fp16 (slow on CPU)": ("quantize", {"name": f"{base}-fp16", "source": base, "method": "fp16"}),
@@ -177,7 +187,7 @@ def lab_recipe(teacher: str, data: str, train_samples: int, students: list[str],
 
 def create_app(store_dir: str | None = None) -> gr.Blocks:
     """Build the dashboard over the run store at ``store_dir`` (default: $COMPRESSION_LAB_STORE or ./runs)."""
-    from ..cli import _variant_row
+    from ..cli import _variant_row, current_variants
 
     root = resolve_store_dir(store_dir)
     cache = ModelCache(int(os.environ.get("COMPRESSION_LAB_MODEL_CACHE", "12")))
@@ -187,13 +197,14 @@ def create_app(store_dir: str | None = None) -> gr.Blocks:
         if not (root / "lab.sqlite").is_file():
             return []
         with RunStore(root) as store:
-            return [_variant_row(v) for v in store.variants()]
+            return [_variant_row(v) for v in current_variants(store)]
 
     def shown_rows() -> tuple[list[dict], str]:
         """Local results, or the labelled reference result while there are none."""
         rows = local_rows()
         if rows:
-            return rows, f"Showing **{len(rows)} variants** from the run store `{root.name}`."
+            return rows, (f"Showing the **{len(rows)} variants of run {rows[0]['run']}** (the newest) from the run "
+                          f"store `{root.name}`.")
         ref, label = reference_rows()
         if ref:
             return ref, (f"<div class='reference-banner'>No local results yet: showing the <b>reference result</b> of "
@@ -235,9 +246,11 @@ def create_app(store_dir: str | None = None) -> gr.Blocks:
         return predictions_html(results, teacher), note
 
     def session_dir(current: str | None) -> str:
+        """A private folder per browser session, inside Gradio's temp folder (which it may serve files from);
+        removed when the session ends."""
         if current and Path(current).is_dir():
             return current
-        base = root / "sessions"
+        base = Path(os.environ.get("GRADIO_TEMP_DIR", tempfile.gettempdir())) / "compression-lab-sessions"
         base.mkdir(parents=True, exist_ok=True)
         return tempfile.mkdtemp(prefix="s-", dir=base)
 
@@ -346,7 +359,8 @@ def create_app(store_dir: str | None = None) -> gr.Blocks:
         return archive, folder
 
     recipes = ["custom (below)"] + sorted(p.name for p in RECIPES_DIR.glob("*.yaml"))
-    with gr.Blocks(title="BERT Compression Lab") as demo:
+    # delete_cache: Gradio's copies of uploads and downloads older than an hour are removed every hour
+    with gr.Blocks(title="BERT Compression Lab", delete_cache=(3600, 3600)) as demo:
         session = gr.State(None, delete_callback=lambda folder: folder and shutil.rmtree(folder, ignore_errors=True))
         gr.Markdown(INTRO)
         status = gr.Markdown()

@@ -38,15 +38,17 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _system_jiffies() -> tuple[int, int] | None:
-    """(busy, total) CPU jiffies of the whole machine, from /proc/stat (Linux)."""
+def _system_jiffies() -> tuple[int, int, int] | None:
+    """(busy, total, steal) CPU jiffies of the whole machine, from /proc/stat (Linux). Steal is time the
+    hypervisor gave our virtual CPUs to someone else: invisible to ``top``, but it slows every timing."""
     try:
         with open("/proc/stat", encoding="ascii") as f:
             fields = [int(v) for v in f.readline().split()[1:]]
     except OSError:
         return None
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return sum(fields) - idle, sum(fields)
+    steal = fields[7] if len(fields) > 7 else 0
+    return sum(fields) - idle - steal, sum(fields), steal
 
 
 def _own_cpu_seconds() -> float:
@@ -158,12 +160,13 @@ def benchmark(folders: list[str | Path], texts: list[str], cfg: BenchConfig | No
     finally:
         torch.set_num_threads(previous_threads)
 
-    other_share = None
+    other_share = steal_share = None
     if jiffies_start and jiffies_end:
         ticks = os.sysconf("SC_CLK_TCK")
         busy = (jiffies_end[0] - jiffies_start[0]) / ticks
         capacity = wall * (os.cpu_count() or 1)
         other_share = round(max(0.0, busy - own) / capacity, 4) if capacity else None
+        steal_share = round((jiffies_end[2] - jiffies_start[2]) / ticks / capacity, 4) if capacity else None
 
     results = []
     for i, (folder, bundle) in enumerate(zip(folders, bundles)):
@@ -197,7 +200,8 @@ def benchmark(folders: list[str | Path], texts: list[str], cfg: BenchConfig | No
         "throughput_batches": cfg.throughput_batches, "sequence_length": _length_stats(bundles[0].tokenizer, sample),
         "padding": "none at batch 1; to the longest text in each throughput batch",
         "latency_includes": "tokenization + forward pass, one text at a time",
-        "interleaved": True, "other_processes_cpu_share": other_share, "wall_seconds": round(wall, 1),
+        "interleaved": True, "other_processes_cpu_share": other_share, "hypervisor_steal_share": steal_share,
+        "wall_seconds": round(wall, 1),
         "memory": "growth of peak RSS (VmHWM, includes loading) and of resident RSS after one batch, in a child "
                   "process, past its baseline after importing the runtimes",
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": asdict(cfg),

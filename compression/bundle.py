@@ -242,7 +242,7 @@ def _load_runner(folder: Path, meta: dict):
         if weights.get("dtype") in ("bfloat16", "float16"):
             model = model.to(getattr(torch, weights["dtype"]))
         if weights.get("quantization") == "dynamic-int8":
-            model = quantize_dynamic_int8(model)
+            model = quantize_dynamic_int8(model, inplace=True)  # the skeleton's fp32 weights are never needed
         with safe_open(str(folder / WEIGHTS_FILE), framework="pt") as f:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
             metadata = f.metadata()

@@ -280,7 +280,8 @@ def cmd_bench(args) -> int:
           f"transformers {p['versions'].get('transformers')}, onnxruntime {p['versions'].get('onnxruntime')}; "
           f"{p['samples']} {p['split']} sentences x {p['repeats']} interleaved rounds, batch 1 (throughput: batch "
           f"{p['batch_sizes']['throughput']}); tokens mean {lengths['mean']}, p95 {lengths['p95']}; other processes "
-          f"used {_fmt(p['other_processes_cpu_share'], '.1%', 1)} of the CPU; {p['measured_at']}")
+          f"used {_fmt(p['other_processes_cpu_share'], '.1%', 1)} of the CPU, hypervisor steal "
+          f"{_fmt(p.get('hypervisor_steal_share'), '.1%', 1)}; {p['measured_at']}")
     return 0
 
 
@@ -343,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as err:  # the CLI boundary: one line, no traceback (unless --debug)
         if args.debug:
             raise

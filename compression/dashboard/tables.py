@@ -72,14 +72,15 @@ def provenance_markdown(rows: list[dict]) -> str:
         flags = ", ".join(k for k, v in p["cpu"]["flags"].items() if v) or "none of interest"
         lengths = p["sequence_length"]
         versions = ", ".join(f"{k} {v}" for k, v in p["versions"].items())
-        other = p.get("other_processes_cpu_share")
+        other, steal = p.get("other_processes_cpu_share"), p.get("hypervisor_steal_share")
         parts.append(
             f"**{', '.join(names)}** — measured {p['measured_at']} on {p['cpu']['model']} "
             f"({p['cpu']['usable_cores']} usable cores; flags: {flags}), {p['threads']} threads; {versions}. "
             f"{p['samples']} {p['split']} sentences × {p['repeats']} interleaved rounds at batch 1 "
             f"({p['latency_includes']}); throughput at batch {p['batch_sizes']['throughput']}. Tokens per sentence: "
             f"mean {lengths['mean']}, p95 {lengths['p95']}, max {lengths['max']}. Other processes used "
-            f"{'' if other is None else f'{other:.1%}'} of the CPU meanwhile.")
+            f"{'' if other is None else f'{other:.1%}'} of the CPU meanwhile"
+            f"{'' if steal is None else f', and the hypervisor took {steal:.1%} (steal)'}.")
     return "\n\n".join(parts)
 
 

@@ -70,7 +70,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="REF", help="data whose test split supplies the sentences (default: the data "
                                                  "the first bundle was trained on)")
     p.add_argument("--samples", type=int, default=64, help="sentences timed at batch 1 per round (default 64)")
-    p.add_argument("--repeats", type=int, default=3, help="interleaved rounds (default 3)")
+    p.add_argument("--repeats", type=int, default=5, help="interleaved rounds (default 5)")
     p.add_argument("--threads", type=int, help="threads for torch and ONNX Runtime (default: usable cores)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
     p.add_argument("--record", action="store_true", help="store the figures as the variants' benchmark in the store")

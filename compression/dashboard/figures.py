@@ -58,15 +58,18 @@ def _scatter(df: pd.DataFrame, x: str, title: str, x_title: str, frontier: bool)
     data = data.reset_index(drop=True)
     size = data["size_mb"].fillna(data["size_mb"].median() if data["size_mb"].notna().any() else 10)
     bubble = 12 + 38 * (size / size.max()) ** 0.5
+    front = pareto_front(list(zip(data[x], data["accuracy"])))
+    # Name only the frontier and the teacher on the chart (names of crowded points overlap); hover names all.
+    labels = [n if i in front or k == "teacher" else "" for i, (n, k) in enumerate(zip(data["name"], data["kind"]))]
     fig = go.Figure(go.Scatter(
-        x=data[x], y=data["accuracy"] * 100, mode="markers+text", text=data["name"], textposition="top center",
+        x=data[x], y=data["accuracy"] * 100, mode="markers+text", text=labels, textposition="top center",
+        hovertext=data["name"],
         marker=dict(size=bubble, color=_colors(data), opacity=0.8, line=dict(width=1, color="#222")),
         error_y=dict(type="data", symmetric=False, array=(data["ci_high"] - data["accuracy"]) * 100,
                      arrayminus=(data["accuracy"] - data["ci_low"]) * 100, thickness=1, color="#999"),
-        customdata=size, hovertemplate="%{text}<br>accuracy %{y:.1f} %<br>" + x_title +
+        customdata=size, hovertemplate="%{hovertext}<br>accuracy %{y:.1f} %<br>" + x_title +
                                        " %{x:.2f}<br>size %{customdata:.1f} MB<extra></extra>", name="variants"))
     if frontier:
-        front = pareto_front(list(zip(data[x], data["accuracy"])))
         fig.add_trace(go.Scatter(x=data[x].iloc[front], y=data["accuracy"].iloc[front] * 100, mode="lines",
                                  line=dict(dash="dash", color="#bf616a"), name="Pareto frontier"))
     fig.update_layout(title=title, xaxis_title=x_title, yaxis_title="test accuracy % (95% CI)", **LAYOUT)

@@ -154,14 +154,22 @@ class RunStore:
 
         conn: sqlite3.Connection | None = None
         try:
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves (see _tx).
-            conn = sqlite3.connect(self.db_path, timeout=10, isolation_level=None,
-                                   check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA busy_timeout = 10000")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            self._create_schema(conn)
+            # Switching a new database to WAL ignores busy_timeout: processes opening one store at the same moment
+            # (torchrun ranks, a CLI beside the app) take turns here instead of failing with "database is locked".
+            with open(self.root / ".open.lock", "a+b") as gate:
+                fcntl.flock(gate, fcntl.LOCK_EX)
+                # isolation_level=None: we issue BEGIN/COMMIT ourselves (see _tx).
+                conn = sqlite3.connect(self.db_path, timeout=10, isolation_level=None,
+                                       check_same_thread=False)
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA busy_timeout = 10000")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA foreign_keys = ON")
+                self._create_schema(conn)
+        except OSError as exc:
+            if conn is not None:
+                conn.close()
+            raise StoreError(f"store folder {self.root} is not writable: {exc.strerror or exc}") from exc
         except sqlite3.DatabaseError as exc:
             if conn is not None:
                 conn.close()

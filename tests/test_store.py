@@ -257,3 +257,17 @@ def test_read_only_parent(tmp_path: Path) -> None:
             RunStore(parent / "store")
     finally:
         parent.chmod(0o700)
+
+
+def test_many_processes_open_a_new_store_at_once(tmp_path):
+    """torchrun ranks open the same brand-new store together: none may fail with 'database is locked'."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "fresh"
+    code = "import sys; from compression.store import RunStore; RunStore(sys.argv[1]).close(); print('ok')"
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(root)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
+             for _ in range(6)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, [o[1][-300:] for o in outs]

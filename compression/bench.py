@@ -21,21 +21,9 @@ from typing import Callable
 import numpy as np
 
 from .config import BenchConfig
-from .hardware import cpu_info
+from .hardware import cpu_info, package_versions
 
 Progress = Callable[[float, str], None]
-
-
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for package in ("torch", "transformers", "onnxruntime", "numpy"):
-        try:
-            out[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
 
 
 def _system_jiffies() -> tuple[int, int, int] | None:
@@ -194,7 +182,8 @@ def benchmark(folders: list[str | Path], texts: list[str], cfg: BenchConfig | No
         r["reference"] = first["name"]
 
     provenance = {
-        "cpu": cpu_info(), "threads": threads, "versions": _versions(), "platform": platform.platform(),
+        "cpu": cpu_info(), "threads": threads, "platform": platform.platform(),
+        "versions": package_versions("torch", "transformers", "onnxruntime", "numpy"),
         "split": split, "texts_available": len(texts), "samples": len(sample), "repeats": cfg.repeats,
         "warmup": cfg.warmup, "batch_sizes": {"latency": 1, "throughput": cfg.batch_size},
         "throughput_batches": cfg.throughput_batches, "sequence_length": _length_stats(bundles[0].tokenizer, sample),

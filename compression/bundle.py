@@ -191,13 +191,15 @@ def save_bundle(model, tokenizer, folder: str | Path, *, name: str, kind: str, l
             weights = {"format": "hf", "dtype": str(next(model.parameters()).dtype).replace("torch.", "")}
             model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        from .hardware import package_versions
         from .prune import count_parameters
 
         total, nonzero = count_parameters(model)  # an ONNX bundle holds the same weights as the model it came from
         meta = dict(format=FORMAT, version=VERSION, name=name, kind=kind, parent=parent, step=step or {},
                     params={"total": total, "nonzero": nonzero},
                     labels=list(labels), max_length=int(max_length), metrics=metrics or {}, weights=weights,
-                    warnings=list(warnings or []), created=time.time(), versions=_versions(), **(extra or {}))
+                    warnings=list(warnings or []), created=time.time(),
+                    versions=package_versions("torch", "transformers", "safetensors"), **(extra or {}))
         runner = _load_runner(tmp, meta) if onnx_file is not None else model
         probe = Bundle(tmp, meta, tokenizer, runner).logits(PROBE_TEXTS)
         meta["probe"] = {"texts": list(PROBE_TEXTS), "logits": probe.tolist(), "atol": _tolerance(weights)}
@@ -319,15 +321,3 @@ def update_meta(folder: str | Path, **fields) -> dict:
         meta[key] = {**meta.get(key, {}), **value} if isinstance(value, dict) and isinstance(meta.get(key), dict) else value
     _write_json_atomic(folder / META_FILE, meta)
     return meta
-
-
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {"python": sys.version.split()[0]}
-    for package in ("torch", "transformers", "safetensors"):
-        try:
-            out[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            pass
-    return out

@@ -44,3 +44,16 @@ def bf16_enabled(setting: str) -> bool:
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
     return cpu_has_fast_bf16()
+
+
+def package_versions(*packages: str) -> dict[str, str]:
+    """Python's and the given installed packages' versions (missing ones are left out)."""
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for package in packages:
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return out

@@ -20,6 +20,7 @@ import gradio as gr
 
 from ..bundle import Bundle, load_bundle
 from ..errors import LabError
+from ..results import current_variants, variant_row
 from ..store import RunStore, StoreError, resolve_store_dir
 from . import figures, tables
 from .report import html_report, leaderboard_csv
@@ -187,7 +188,6 @@ def lab_recipe(teacher: str, data: str, train_samples: int, students: list[str],
 
 def create_app(store_dir: str | None = None) -> gr.Blocks:
     """Build the dashboard over the run store at ``store_dir`` (default: $COMPRESSION_LAB_STORE or ./runs)."""
-    from ..cli import _variant_row, current_variants
 
     root = resolve_store_dir(store_dir)
     cache = ModelCache(int(os.environ.get("COMPRESSION_LAB_MODEL_CACHE", "12")))
@@ -197,7 +197,7 @@ def create_app(store_dir: str | None = None) -> gr.Blocks:
         if not (root / "lab.sqlite").is_file():
             return []
         with RunStore(root) as store:
-            return [_variant_row(v) for v in current_variants(store)]
+            return [variant_row(v) for v in current_variants(store)]
 
     def shown_rows() -> tuple[list[dict], str]:
         """Local results, or the labelled reference result while there are none."""
@@ -216,7 +216,7 @@ def create_app(store_dir: str | None = None) -> gr.Blocks:
     def refresh():
         rows, status = shown_rows()
         df = tables.frame(rows)
-        names = [r["name"] for r in local_rows()]
+        names = [r["name"] for r in rows if r.get("bundle")]  # reference rows carry no bundle
         return (status, tables.leaderboard(rows), tables.provenance_markdown(rows),
                 figures.accuracy_vs_latency(df), figures.accuracy_vs_size(df), figures.latency_bars(df),
                 figures.size_bars(df), gr.update(choices=names, value=names[0] if names else None))
@@ -340,11 +340,12 @@ def create_app(store_dir: str | None = None) -> gr.Blocks:
         yield "\n".join(log[-200:])
 
     def report_files(folder: str | None):
-        rows, status = shown_rows()
+        rows, _ = shown_rows()
         if not rows:
             raise gr.Error("Nothing to report yet.")
         folder = session_dir(folder)
-        note = "" if local_rows() else "Reference result of the project's published run (no local results yet)."
+        note = ("" if rows[0].get("bundle") else
+                "Reference result of the project's published run (no local results yet).")
         html_path, csv_path = Path(folder) / "compression-report.html", Path(folder) / "leaderboard.csv"
         html_path.write_text(html_report(rows, note=note), encoding="utf-8")
         csv_path.write_text(leaderboard_csv(rows), encoding="utf-8")

@@ -16,6 +16,7 @@ looks whole; ``verify_bundle`` reloads it in a fresh process and compares the pr
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import LabError
+from .errors import LabError, failpoint
 
 FORMAT = "compression-lab-bundle"
 VERSION = 1
@@ -82,12 +83,39 @@ def file_hashes(folder: str | Path) -> dict[str, str]:
     out = {}
     for path in sorted(Path(folder).rglob("*")):
         if path.is_file() and path.name != META_FILE:
-            digest = hashlib.sha256()
-            with open(path, "rb") as f:
-                while chunk := f.read(1 << 22):
-                    digest.update(chunk)
-            out[path.relative_to(folder).as_posix()] = digest.hexdigest()
+            stat = path.stat()
+            out[path.relative_to(folder).as_posix()] = _sha256(str(path), stat.st_size, stat.st_mtime_ns)
     return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """Memoised on (path, size, mtime): re-checking an unchanged bundle costs one stat per file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def bundle_problem(folder: str | Path | None) -> str | None:
+    """Why a bundle cannot be trusted (missing, unreadable, a file changed since it was saved), or None if intact."""
+    if not folder or not Path(folder).is_dir():
+        return f"bundle folder {folder} is missing"
+    try:
+        recorded = read_meta(folder).get("files")
+        if not recorded:
+            return None  # bundles written before hashes were recorded: nothing to compare against
+        found = file_hashes(folder)
+    except (LabError, OSError) as err:
+        return str(err)
+    missing = sorted(set(recorded) - set(found))
+    changed = sorted(name for name in recorded if name in found and found[name] != recorded[name])
+    if missing:
+        return f"{', '.join(missing[:3])} missing from the bundle"
+    if changed:
+        return f"{', '.join(changed[:3])} changed since the bundle was saved (SHA-256 mismatch)"
+    return None
 
 
 def fingerprint(folder: str | Path) -> str:
@@ -105,9 +133,30 @@ class Bundle:
     """A loaded variant: tokenizer + model + metadata, ready to predict on CPU."""
 
     def __init__(self, folder: Path, meta: dict, tokenizer, model):
+        import threading
+
         self.folder, self.meta, self.tokenizer, self.model = folder, meta, tokenizer, model
         self.labels: list[str] = list(meta["labels"])
         self.max_length: int = int(meta["max_length"])
+        self.onnx = meta.get("weights", {}).get("format") == "onnx"
+        self.runtime: str | None = "onnxruntime" if self.onnx else None  # torch: decided on the first prediction
+        self._run = None
+        self._lock = threading.Lock()
+
+    def prepare(self) -> "Bundle":
+        """Make the runtime ready now (a trace takes 0.5-4 s) rather than on the first prediction."""
+        if not self.onnx:
+            self._torch_runner()
+        return self
+
+    def _torch_runner(self):
+        """The frozen TorchScript trace of the model (see runtime.py), made once; None runs the model eagerly."""
+        with self._lock:
+            if self.runtime is None:
+                from .runtime import trace
+
+                self._run, self.runtime = trace(self.model, self.tokenizer, self.max_length)
+        return self._run
 
     @property
     def name(self) -> str:
@@ -123,13 +172,17 @@ class Bundle:
         # Batch texts of similar length together: far less padding, same logits.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        onnx = self.meta.get("weights", {}).get("format") == "onnx"
+        onnx = self.onnx
+        run = None if onnx else self._torch_runner()
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
                 index = order[start:start + batch_size]
                 enc = self.tokenizer([texts[i] for i in index], padding=True, truncation=True,
                                      max_length=self.max_length, return_tensors="np" if onnx else "pt")
-                out[index] = self.model(enc) if onnx else self.model(**enc).logits.float().numpy()
+                if onnx:
+                    out[index] = self.model(enc)
+                else:
+                    out[index] = (run(enc) if run is not None else self.model(**enc).logits).float().numpy()
         return out
 
     def predict(self, texts: list[str], batch_size: int = 32) -> list[Prediction]:
@@ -205,6 +258,7 @@ def save_bundle(model, tokenizer, folder: str | Path, *, name: str, kind: str, l
         meta["probe"] = {"texts": list(PROBE_TEXTS), "logits": probe.tolist(), "atol": _tolerance(weights)}
         meta["files"] = file_hashes(tmp)
         _write_json_atomic(tmp / META_FILE, meta)
+        failpoint("bundle.before-rename")
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
     finally:

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import LabError
+from .errors import LabError, describe_os_error
 from .results import current_variants, variant_row
 
 EPILOG = """examples:
@@ -160,6 +160,9 @@ def cmd_list(args) -> int:
               f"{ci:>11} {_fmt(r['f1'], '.3f'):>6} {_fmt(r['agreement'], '.3f'):>6} {_fmt(r['ece'], '.3f'):>6} "
               f"{_fmt(r['size_mb'], '.1f'):>7} {_fmt(nz, '.2f', 1e-6):>9} {_fmt(r['latency_p50_ms'], '.1f'):>7} "
               f"{_fmt(r['latency_p95_ms'], '.1f'):>7} {_fmt(r['throughput'], '.0f'):>8}")
+    broken = [r for r in rows if r["status"] != "ok"]
+    for r in broken:
+        print(f"BROKEN {r['name']}: {r['status'][len('broken: '):]} (rebuild it: run the recipe again)")
     return 0
 
 
@@ -212,19 +215,19 @@ def cmd_bench(args) -> int:
         with _open_store(args.store) as store:
             for record, r in zip(records, result["results"]):
                 store.set_metrics(record.id, {k: r[k] for k in BENCH_METRICS},
-                                  details={"latency_p50_ms": result["provenance"]})
+                                  details={"latency_p50_ms": {**result["provenance"], "runtime": r["runtime"]}})
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
         return 0
     p = result["provenance"]
     print(f"{'bundle':<24} {'MB':>8} {'params M':>9} {'nonzero M':>9} {'load s':>6} {'p50 ms':>8} {'p95 ms':>8} "
-          f"{'texts/s':>8} {'peak MB':>7} {'RSS MB':>7} {'speed-up':>8} {'smaller':>8}")
+          f"{'texts/s':>8} {'peak MB':>7} {'RSS MB':>7} {'speed-up':>8} {'smaller':>8}  runtime")
     for r in result["results"]:
         print(f"{r['name'][:24]:<24} {r['size_bytes'] / 1e6:>8.1f} {r['params'] / 1e6:>9.2f} "
               f"{r['nonzero_params'] / 1e6:>9.2f} {r['load_seconds']:>6.2f} {r['latency_p50_ms']:>8.2f} "
               f"{r['latency_p95_ms']:>8.2f} {r['throughput']:>8.1f} {_fmt(r['peak_memory_mb'], '.0f'):>7} "
               f"{_fmt(r['resident_memory_mb'], '.0f'):>7} "
-              f"{r['speedup_p50']:>7.2f}x {r['compression']:>7.2f}x")
+              f"{r['speedup_p50']:>7.2f}x {r['compression']:>7.2f}x  {r['runtime']}")
     flags = ", ".join(k for k, v in p["cpu"]["flags"].items() if v) or "none"
     lengths = p["sequence_length"]
     print(f"\nprovenance: {p['cpu']['model']} ({flags}); {p['threads']} threads; torch {p['versions'].get('torch')}, "
@@ -304,8 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         from .store import StoreError
 
         known = (LabError, StoreError, ValueError, FileNotFoundError, PermissionError)
-        message = " ".join(str(err).split()) or type(err).__name__
-        if not isinstance(err, known):
+        message = describe_os_error(err) or " ".join(str(err).split()) or type(err).__name__
+        if not isinstance(err, known) and not describe_os_error(err):
             message = f"{type(err).__name__}: {message} (rerun with --debug for the traceback)"
         print(f"error: {message}", file=sys.stderr)
         return 1

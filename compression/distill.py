@@ -21,10 +21,11 @@ from typing import Callable
 import numpy as np
 import torch
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
 
 from .config import DistillConfig, StudentConfig, TrainConfig
 from .data import SPLITS, LabeledData
-from .errors import LabError
+from .errors import LabError, failpoint
 from .hardware import bf16_enabled
 from .losses import attention_kl, hidden_mse, kd_loss, uniform_layer_map
 
@@ -105,6 +106,7 @@ def teacher_logits(teacher_folder: str | Path, data: LabeledData, cache_dir: str
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
     np.savez(tmp, **out)
+    failpoint("logits.before-cache")
     os.replace(tmp, path)  # readers never see half a cache file
     return out
 
@@ -214,6 +216,9 @@ class ProgressCallback(TrainerCallback):
             shown = f", loss {float(loss):.4f}" if loss is not None else ""
             self.progress(fraction, f"{self.name}: step {state.global_step}/{state.max_steps}{shown}")
 
+    def on_save(self, args, state, control, **kwargs):
+        failpoint("train.after-checkpoint")
+
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if metrics and "eval_accuracy" in metrics:
             self.progress(state.global_step / max(state.max_steps, 1),
@@ -259,9 +264,11 @@ def train(model, tokenizer, dataset, cfg: TrainConfig, output_dir: str | Path, s
         per_device_eval_batch_size=cfg.eval_batch_size, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1, learning_rate=cfg.learning_rate,
         weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_ratio, eval_strategy="steps", eval_steps=eval_every,
-        save_strategy="steps", save_steps=eval_every, save_total_limit=1, save_only_model=True,
+        # Full checkpoints (optimizer, scheduler, RNG) at every validation: a killed build resumes from the last one.
+        save_strategy="steps", save_steps=eval_every, save_total_limit=1,
         load_best_model_at_end=True, metric_for_best_model="accuracy", greater_is_better=True,
         logging_steps=max(1, eval_every // 4), report_to="none", seed=seed, data_seed=seed,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         bf16=bf16_enabled(cfg.bf16), use_cpu=use_cpu, remove_unused_columns=False, label_names=["labels"],
         disable_tqdm=progress is not None,  # our callback reports instead: one progress display, not two
         ddp_backend="gloo" if use_cpu and world > 1 else None,
@@ -273,7 +280,10 @@ def train(model, tokenizer, dataset, cfg: TrainConfig, output_dir: str | Path, s
         callbacks=[ProgressCallback(progress, name)] if progress else None)
     if progress is not None:
         trainer.remove_callback(PrinterCallback)  # it would print every log dict
-    trainer.train()
+    resume = get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+    if resume is not None and progress is not None:
+        progress(0.0, f"{name}: resuming from {Path(resume).name} (an earlier build stopped part-way)")
+    trainer.train(resume_from_checkpoint=resume)
     # Accelerate patches forward() with autocast for mixed precision; the saved model must not keep that patch.
     best = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
     if hasattr(best, "distill_projections"):

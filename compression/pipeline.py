@@ -19,11 +19,13 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import time
 from pathlib import Path
 from typing import Callable
 
 from .config import Recipe
+from .errors import failpoint
 from .store import RunStore, StoreError
 
 Progress = Callable[[float, str], None]
@@ -99,9 +101,10 @@ class _Build:
     def __init__(self, recipe, store, data, procs, run_id, progress, plan):
         self.recipe, self.store, self.data, self.procs, self.run_id = recipe, store, data, procs, run_id
         self.run_dir = store.artifacts_dir / f"run-{run_id}"
-        self.work_dir = store.root / "work" / f"run-{run_id}"
+        self.work_dir = store.root / "work"  # training checkpoints, per stage input: a rerun resumes from them
         self.folders: dict[str, Path] = {}     # variant name -> bundle folder
         self.variant_ids: dict[str, int] = {}  # variant name -> store id in this run
+        self.stage_dirs: dict[str, Path] = {}  # variant name -> its checkpoints, keyed by its input fingerprint
         self.reused: set[str] = set()
         self.logits = None
         self._progress, self._plan = progress, plan
@@ -113,7 +116,7 @@ class _Build:
             self._progress(self._plan.fraction(stage, within), message)
 
     def trainer_progress(self, stage: str):
-        return lambda f, m: self.report(stage, 0.05 + 0.8 * f, m, log="validation" in m)
+        return lambda f, m: self.report(stage, 0.05 + 0.8 * f, m, log="validation" in m or "resuming" in m)
 
     def bundle_fingerprint(self, name: str) -> str:
         from .bundle import fingerprint as content
@@ -153,6 +156,7 @@ class _Build:
 
     def start(self, name: str, kind: str, parent: str | None, input_fp: str, meta: dict) -> None:
         self.folders[name] = self.run_dir / name
+        self.stage_dirs[name] = self.work_dir / f"{name}-{input_fp}"
         if self.procs.main:
             self.variant_ids[name] = self.store.add_variant(self.run_id, name, kind=kind, parent=parent,
                                                             meta={**meta, "input_fingerprint": input_fp})
@@ -172,6 +176,7 @@ class _Build:
         """Write the metrics into the bundle and mark the variant finished (one store transaction)."""
         from .bundle import read_meta, update_meta
 
+        failpoint("variant.before-finish")  # bundle saved and verified, not yet recorded as finished
         params = read_meta(self.folders[name]).get("params", {})
         metrics = {**metrics, "params": params.get("total"), "nonzero_params": params.get("nonzero")}
         update_meta(self.folders[name], metrics=metrics, timings=timings)
@@ -193,7 +198,8 @@ class _Build:
         """Drop a stage's training checkpoints once every process is done with them."""
         self.procs.barrier()
         if self.procs.main:
-            shutil.rmtree(self.work_dir / name, ignore_errors=True)
+            if name in self.stage_dirs:
+                shutil.rmtree(self.stage_dirs[name], ignore_errors=True)
 
 
 def build(recipe: Recipe, store: RunStore, data_dir: str | Path | None = None,
@@ -270,7 +276,9 @@ def build(recipe: Recipe, store: RunStore, data_dir: str | Path | None = None,
             return run_id
         except BaseException as err:  # includes KeyboardInterrupt: the run must not look finished
             if procs.main:
-                with contextlib.suppress(StoreError):  # e.g. the run had already finished: keep the real error
+                # e.g. the run had already finished, or the disk is full: keep the real error (a run left
+                # 'running' is marked failed the next time the store opens)
+                with contextlib.suppress(StoreError, sqlite3.Error, OSError):
                     store.fail_run(run_id, " ".join(str(err).split()) or type(err).__name__)
             raise
 
@@ -288,7 +296,7 @@ def _teacher(b: _Build):
     if cfg.train is not None:
         t = time.perf_counter()
         model = train(model, tokenizer, tokenize(data, tokenizer, cfg.max_length), cfg.train,
-                      b.work_dir / cfg.name, b.recipe.seed, cfg.name, progress=b.trainer_progress("teacher"))
+                      b.stage_dirs[cfg.name], b.recipe.seed, cfg.name, progress=b.trainer_progress("teacher"))
         timings["train_seconds"] = round(time.perf_counter() - t, 2)
     if not b.procs.main:
         return None
@@ -317,7 +325,7 @@ def _student(b: _Build, cfg) -> None:
         teacher_model = AutoModelForSequenceClassification.from_pretrained(teacher_dir, use_safetensors=True)
     t = time.perf_counter()
     model = train(model, tokenizer, tokenize(b.data, tokenizer, cfg.max_length, b.logits), cfg.train,
-                  b.work_dir / cfg.name, b.recipe.seed, cfg.name, distill=cfg.distill, teacher_model=teacher_model,
+                  b.stage_dirs[cfg.name], b.recipe.seed, cfg.name, distill=cfg.distill, teacher_model=teacher_model,
                   progress=b.trainer_progress(cfg.name))
     timings = {"train_seconds": round(time.perf_counter() - t, 2)}
     if not b.procs.main:
@@ -373,7 +381,7 @@ def _prune(b: _Build, cfg) -> None:
     timings["prune_seconds"] = round(time.perf_counter() - t, 2)
     if cfg.recover is not None:
         t = time.perf_counter()
-        model = train(model, tokenizer, dataset, cfg.recover, b.work_dir / cfg.name, b.recipe.seed, cfg.name,
+        model = train(model, tokenizer, dataset, cfg.recover, b.stage_dirs[cfg.name], b.recipe.seed, cfg.name,
                       distill=cfg.distill, progress=b.trainer_progress(cfg.name))
         timings["train_seconds"] = round(time.perf_counter() - t, 2)
     make_permanent(model)
@@ -401,10 +409,11 @@ def _quantize(b: _Build, cfg) -> None:
                   extra={"data": {"source": b.data.source, "fingerprint": b.data.fingerprint}})
     t = time.perf_counter()
     if cfg.method.startswith("onnx"):
-        b.work_dir.mkdir(parents=True, exist_ok=True)
-        onnx_file = export_onnx(source.model, source.tokenizer, b.work_dir / f"{cfg.name}.fp32.onnx")
+        work = b.stage_dirs[cfg.name]
+        work.mkdir(parents=True, exist_ok=True)
+        onnx_file = export_onnx(source.model, source.tokenizer, work / "model.fp32.onnx")
         if cfg.method == "onnx-int8":
-            onnx_file = onnx_int8(onnx_file, b.work_dir / f"{cfg.name}.int8.onnx")
+            onnx_file = onnx_int8(onnx_file, work / "model.int8.onnx")
         timings["quantize_seconds"] = round(time.perf_counter() - t, 2)
         save_bundle(source.model, source.tokenizer, folder, onnx_file=onnx_file, **common)
     else:
@@ -418,12 +427,14 @@ def _quantize(b: _Build, cfg) -> None:
 
 def _bench(b: _Build) -> None:
     """Benchmark every variant of the run in one interleaved session; skipped when nothing changed."""
+    failpoint("bench.start")
     from .bench import benchmark
     from .hardware import cpu_info
+    from .runtime import wanted as runtime_wanted
 
     names = list(b.folders)  # teacher first: ratios are against it
     bench_fp = fingerprint("bench", dataclasses.asdict(b.recipe.bench), [b.bundle_fingerprint(n) for n in names],
-                           cpu_info()["model"])
+                           cpu_info()["model"], runtime_wanted())
     records = {r.id: r for r in b.store.variants(status="finished", latest_only=False)}
     done = [records[b.variant_ids[n]].metric_details.get("latency_p50_ms", {}).get("bench_fingerprint")
             for n in names]
@@ -436,7 +447,8 @@ def _bench(b: _Build) -> None:
     provenance = {**result["provenance"], "bench_fingerprint": bench_fp}
     for name, r in zip(names, result["results"]):
         metrics = {k: r[k] for k in BENCH_METRICS}
-        b.store.set_metrics(b.variant_ids[name], metrics, details={"latency_p50_ms": provenance})
+        b.store.set_metrics(b.variant_ids[name], metrics, details={"latency_p50_ms": {**provenance,
+                                                                                    "runtime": r["runtime"]}})
     fastest = max(result["results"], key=lambda r: r["speedup_p50"])
     b.report("bench", 1, f"bench: {len(names)} variants in {provenance['wall_seconds']} s; fastest "
                          f"{fastest['name']} at {fastest['latency_p50_ms']:.1f} ms p50 "

@@ -9,9 +9,10 @@ from .errors import LabError
 
 def variant_row(v) -> dict:
     """One variant as the CLI, the JSON output and the dashboard show it."""
-    from .bundle import bundle_bytes
+    from .bundle import bundle_bytes, bundle_problem
 
     m = v.metrics
+    problem = bundle_problem(v.bundle)
     size = m.get("size_bytes")
     if size is None and v.bundle and Path(v.bundle).is_dir():
         size = bundle_bytes(v.bundle)
@@ -27,7 +28,8 @@ def variant_row(v) -> dict:
             "peak_memory_mb": m.get("peak_memory_mb"), "resident_memory_mb": m.get("resident_memory_mb"),
             "speedup_p50": m.get("speedup_p50"),
             "compression": m.get("compression"), "warnings": v.meta.get("warnings", []),
-            "bundle": v.bundle, "provenance": provenance, "metrics": m}
+            "bundle": v.bundle, "status": f"broken: {problem}" if problem else "ok", "provenance": provenance,
+            "metrics": m}
 
 
 def current_variants(store, run: str = "latest") -> list:

@@ -16,6 +16,7 @@ import fcntl
 import json
 import math
 import os
+import shutil
 import socket
 import sqlite3
 import threading
@@ -267,6 +268,12 @@ class RunStore:
                     "SELECT id FROM runs WHERE status = 'running' ORDER BY id")]
                 for run_id in ids:
                     self._fail_run_tx(conn, run_id, INTERRUPTED)
+            # Half-written bundles and cache files of dead builds (named .NAME.tmp-PID): never read, now removed.
+            for junk in [*self.artifacts_dir.glob("run-*/.*.tmp-*"), *(self.root / "cache").glob(".*.tmp-*")]:
+                if junk.is_dir():
+                    shutil.rmtree(junk, ignore_errors=True)
+                else:
+                    junk.unlink(missing_ok=True)
             return len(ids)
 
     @contextmanager

@@ -126,7 +126,7 @@ def test_build_teacher_and_students_end_to_end(tiny_data, tiny_model, tmp_path):
     half = load_bundle(rows["half"]["bundle"])
     assert half.model.config.num_hidden_layers == 1  # every other layer of the 2-layer teacher
     assert not any("distill_projections" in k for k in load_bundle(rows["one"]["bundle"]).model.state_dict())
-    assert not (tmp_path / "store" / "work" / "run-1").exists()  # training checkpoints cleaned up
+    assert not (tmp_path / "store" / "work").exists()  # training checkpoints cleaned up
 
 
 def test_torchrun_two_cpu_processes(tiny_data, tiny_model, tmp_path):

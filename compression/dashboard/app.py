@@ -19,7 +19,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..bundle import Bundle, load_bundle
-from ..errors import LabError
+from ..errors import LabError, describe_os_error
 from ..results import current_variants, variant_row
 from ..store import RunStore, StoreError, resolve_store_dir
 from . import figures, tables
@@ -233,6 +233,9 @@ def create_app(store_dir: str | None = None) -> gr.Blocks:
             raise gr.Error("No local variants to run yet: build the quick recipe in the Lab tab first.")
         results = []
         for row in rows:
+            if row.get("status", "ok") != "ok":  # a corrupted bundle is shown as such, never run
+                results.append({"name": row["name"], "label": row["status"], "confidence": 0.0, "latency_ms": 0.0})
+                continue
             try:
                 bundle = cache.get(row["bundle"])
                 start = time.perf_counter()
@@ -264,6 +267,8 @@ def create_app(store_dir: str | None = None) -> gr.Blocks:
             raise gr.Error("No local variants to run yet: build the quick recipe in the Lab tab first.")
         labels = {}
         for row in rows:
+            if row.get("status", "ok") != "ok":
+                continue  # broken bundles are listed as such on the Leaderboard and never run
             try:
                 labels[row["name"]] = [p.label for p in cache.get(row["bundle"]).predict(texts)]
             except (LabError, OSError) as err:
@@ -334,8 +339,8 @@ def create_app(store_dir: str | None = None) -> gr.Blocks:
             build_lock.release()
         if "error" in outcome:
             err = outcome["error"]
-            raise gr.Error(str(err) if isinstance(err, (LabError, StoreError, ValueError, OSError)) else
-                           f"build failed: {type(err).__name__}: {err}")
+            raise gr.Error(describe_os_error(err) or (str(err) if isinstance(err, (LabError, StoreError, ValueError))
+                                                      else f"build failed: {type(err).__name__}: {err}"))
         log.append(f"Done: run {outcome['run']}. The other tabs now show the new variants (press Refresh).")
         yield "\n".join(log[-200:])
 

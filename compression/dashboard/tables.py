@@ -36,7 +36,8 @@ def leaderboard(rows: list[dict]) -> pd.DataFrame:
     if df.empty:
         return pd.DataFrame(columns=["variant"])
     out = pd.DataFrame({
-        "variant": df["name"] + df["warnings"].map(lambda w: " ⚠" if w else ""),
+        "variant": df["name"] + df["warnings"].map(lambda w: " ⚠" if w else "")
+        + df.get("status", pd.Series("ok", index=df.index)).map(lambda s: " ✖ BROKEN" if s != "ok" else ""),
         "kind": df["kind"], "parent": df["parent"].fillna(""),
         "accuracy %": df["accuracy"].map(_pct),
         "95% CI": [f"{_pct(lo)}–{_pct(hi)}" if lo is not None and not pd.isna(lo) else ""
@@ -55,6 +56,8 @@ def leaderboard(rows: list[dict]) -> pd.DataFrame:
         "retention %": df["retention"].map(_pct),
         "CPU-s / 1k": df["cpu_seconds_per_1000"].map(lambda v: _num(v, 2)),
     })
+    if "status" in df and (df["status"] != "ok").any():  # say why, next to the figures it makes stale
+        out["status"] = df["status"]
     return out
 
 
@@ -88,7 +91,8 @@ def predictions_table(results: list[dict], teacher: str | None) -> pd.DataFrame:
     """``results``: one dict per variant with name, label, confidence, latency_ms; the teacher's label is the reference."""
     reference = next((r["label"] for r in results if r["name"] == teacher), None)
     data = [[r["name"], r["label"], round(r["confidence"], 4), round(r["latency_ms"], 1),
-             "" if reference is None or r["name"] == teacher else ("yes" if r["label"] == reference else "NO")]
+             "" if reference is None or r["name"] == teacher or str(r["label"]).startswith("broken")
+             else ("yes" if r["label"] == reference else "NO")]
             for r in results]
     return pd.DataFrame(data, columns=PREDICTION_COLUMNS)
 

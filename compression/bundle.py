@@ -55,6 +55,8 @@ class Prediction:
     label: str
     confidence: float
     probabilities: dict[str, float]
+    tokens: int = 0          # tokens the text has (special tokens included), before truncation
+    truncated: bool = False  # True when the model read only its first max_length tokens
 
 
 def read_meta(folder: str | Path) -> dict:
@@ -185,14 +187,27 @@ class Bundle:
                     out[index] = (run(enc) if run is not None else self.model(**enc).logits).float().numpy()
         return out
 
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """Tokens per text before truncation (what a user needs to know whether the model saw all of it)."""
+        return [len(ids) for ids in self.tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]]
+
     def predict(self, texts: list[str], batch_size: int = 32) -> list[Prediction]:
+        """Label, confidence and probabilities per text. Empty texts are refused; NUL bytes are dropped; texts
+        longer than ``max_length`` tokens are truncated, and each prediction says so."""
         import numpy as np
 
+        texts = [str(t).replace("\x00", "") for t in texts]
+        empty = [i + 1 for i, t in enumerate(texts) if not t.strip()]
+        if empty:
+            raise LabError(f"text {', '.join(map(str, empty[:5]))}{' …' if len(empty) > 5 else ''} is empty: give "
+                           f"each text some words")
         logits = self.logits(texts, batch_size)
         probs = np.exp(logits - logits.max(axis=1, keepdims=True))
         probs /= probs.sum(axis=1, keepdims=True)
+        counts = self.token_counts(texts)
         return [Prediction(self.labels[int(p.argmax())], float(p.max()),
-                           {name: float(v) for name, v in zip(self.labels, p)}) for p in probs]
+                           {name: float(v) for name, v in zip(self.labels, p)}, n, n > self.max_length)
+                for p, n in zip(probs, counts)]
 
 
 def _is_sparse(model) -> bool:

@@ -57,7 +57,9 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="label and confidence for each text",
                        description="Classify texts with a variant: its name in the store, or a bundle folder.")
     p.add_argument("variant", help="variant name (see `list`) or path to a bundle folder")
-    p.add_argument("texts", nargs="+", metavar="TEXT", help="one or more texts")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="one or more texts")
+    p.add_argument("--file", metavar="PATH", help=f"also classify every non-empty line of this UTF-8 text file "
+                                                  f"(at most {MAX_PREDICT_FILE_BYTES // 1_000_000} MB)")
     _store_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON")
 
@@ -174,20 +176,43 @@ def _bundle_folder(variant: str, store_dir: str | None) -> Path:
         return Path(store.get_variant(variant).bundle)
 
 
+MAX_PREDICT_FILE_BYTES = 10_000_000
+
+
+def _read_lines(path: str) -> list[str]:
+    file = Path(path)
+    if not file.is_file():
+        raise LabError(f"text file {path} does not exist")
+    if file.stat().st_size > MAX_PREDICT_FILE_BYTES:
+        raise LabError(f"text file {path} is larger than {MAX_PREDICT_FILE_BYTES // 1_000_000} MB: split it")
+    try:
+        content = file.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise LabError(f"text file {path} is not UTF-8 (byte {err.start}): save it as UTF-8") from None
+    return [line.strip() for line in content.replace("\x00", "").splitlines() if line.strip()]
+
+
 def cmd_predict(args) -> int:
     from .bundle import load_bundle
 
-    texts = [t for t in args.texts]
+    texts = list(args.texts) + (_read_lines(args.file) if args.file else [])
+    if not texts:
+        raise LabError("nothing to classify: give one or more TEXT arguments or --file PATH")
     if any(not t.strip() for t in texts):
         raise LabError("empty text: give each TEXT some words")
     bundle = load_bundle(_bundle_folder(args.variant, args.store))
     preds = bundle.predict(texts)
+    for i, p in enumerate(preds, start=1):
+        if p.truncated and not args.json:
+            print(f"note: text {i} has {p.tokens:,} tokens; {bundle.name} reads only the first {bundle.max_length}",
+                  file=sys.stderr)
     if args.json:
-        print(json.dumps([{"text": t, "label": p.label, "confidence": p.confidence, "probabilities": p.probabilities}
-                          for t, p in zip(texts, preds)], ensure_ascii=False))
+        print(json.dumps([{"text": t, "label": p.label, "confidence": p.confidence, "probabilities": p.probabilities,
+                           "tokens": p.tokens, "truncated": p.truncated} for t, p in zip(texts, preds)],
+                         ensure_ascii=False))
         return 0
     for t, p in zip(texts, preds):
-        print(f"{p.label:<12} {p.confidence:6.1%}  {t}")
+        print(f"{p.label:<12} {p.confidence:6.1%}  {t if len(t) <= 200 else t[:200] + f'… ({len(t):,} characters)'}")
     return 0
 
 

@@ -1,7 +1,6 @@
 import json
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -105,33 +104,6 @@ def test_reference_result_is_labelled():
     rows, label = reference_rows()
     if rows:
         assert label and all("accuracy" in r and "name" in r for r in rows)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def served_app(tiny_model, tiny_data, tmp_path_factory):
-    """The real app over a store with a teacher and an int8 variant, served on localhost."""
-    folder = tmp_path_factory.mktemp("app")
-    recipe = folder / "tiny.yaml"
-    recipe.write_text(f"name: tiny\ndata: {{source: {tiny_data}}}\n"
-                      f"teacher: {{model: {tiny_model}, max_length: 32, train: {{epochs: 2, batch_size: 16}}}}\n"
-                      "quantize:\n  - {name: teacher-int8, source: teacher, method: dynamic-int8}\n"
-                      "bench: {samples: 4, repeats: 1, warmup: 1, throughput_batches: 1, memory: false}\n")
-    result = run_cli("build", str(recipe), "--store", str(folder / "store"))
-    assert result.returncode == 0, result.stderr[-2000:]
-    from compression.dashboard import create_app, launch_kwargs
-
-    demo = create_app(str(folder / "store"))
-    port = _free_port()
-    kwargs = {**launch_kwargs(), "server_name": "127.0.0.1", "server_port": port, "prevent_thread_lock": True}
-    demo.launch(**kwargs)
-    yield f"http://127.0.0.1:{port}/", folder
-    demo.close()
 
 
 def test_api_through_gradio_client(served_app):

@@ -28,6 +28,8 @@ from .report import html_report, leaderboard_csv
 MAX_TEXT_CHARS = 5_000          # per text in the Playground; longer input is truncated, and the UI says so
 MAX_BATCH_LINES = 500           # texts per batch check
 MAX_UPLOAD_BYTES = 1_000_000    # batch-check CSV upload
+TEACHERS = ["embedded:mpnet-base", "embedded:minilm-l6"]
+DATA_SOURCES = ["embedded:rotten-tomatoes"]  # the app never reads a data path a visitor types
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 RECIPES_DIR = PROJECT_DIR / "recipes"
 ASSETS_DIR = PROJECT_DIR / "assets"
@@ -162,6 +164,9 @@ def lab_recipe(teacher: str, data: str, train_samples: int, students: list[str],
               "teacher": {"model": teacher, "max_length": 64,
                           "train": {"epochs": 1, "batch_size": 16, "learning_rate": 3e-5}},
               "students": [], "prune": [], "quantize": []}
+    unknown = [x for x in students if x not in student_defs]
+    if unknown:
+        raise LabError(f"unknown student choice {unknown[0]!r}: choose from the list offered")
     for label in students:
         s = dict(student_defs[label], max_length=64, train={"epochs": 3, "batch_size": 32, "learning_rate": 1e-4})
         recipe["students"].append(s)
@@ -181,6 +186,8 @@ def lab_recipe(teacher: str, data: str, train_samples: int, students: list[str],
         "ONNX Runtime int8": ("quantize", {"name": f"{base}-onnx-int8", "source": base, "method": "onnx-int8"}),
     }
     for label in techniques:
+        if label not in steps:
+            raise LabError(f"unknown technique {label!r}: choose from the list offered")
         section, step = steps[label]
         recipe[section].append(step)
     return recipe
@@ -225,9 +232,10 @@ def create_app(store_dir: str | None = None) -> gr.Blocks:
         text = (text or "").replace("\x00", "").strip()
         if not text:
             raise gr.Error("Type a sentence first.")
-        note = ""
+        notes = []
         if len(text) > MAX_TEXT_CHARS:
-            text, note = text[:MAX_TEXT_CHARS], f"Text truncated to its first {MAX_TEXT_CHARS:,} characters."
+            notes.append(f"Text truncated to its first {MAX_TEXT_CHARS:,} characters (of {len(text):,}).")
+            text = text[:MAX_TEXT_CHARS]
         rows = local_rows()
         if not rows:
             raise gr.Error("No local variants to run yet: build the quick recipe in the Lab tab first.")
@@ -245,8 +253,11 @@ def create_app(store_dir: str | None = None) -> gr.Blocks:
                 continue
             results.append({"name": row["name"], "label": pred.label, "confidence": pred.confidence,
                             "latency_ms": (time.perf_counter() - start) * 1000})
+            if pred.truncated and not any("tokens" in n for n in notes):
+                notes.append(f"The text has {pred.tokens:,} tokens; the models read only the first "
+                             f"{bundle.max_length}.")
         teacher = next((r["name"] for r in rows if r["kind"] == "teacher"), None)
-        return predictions_html(results, teacher), note
+        return predictions_html(results, teacher), " ".join(notes)
 
     def session_dir(current: str | None) -> str:
         """A private folder per browser session, inside Gradio's temp folder (which it may serve files from);
@@ -302,8 +313,11 @@ def create_app(store_dir: str | None = None) -> gr.Blocks:
         from ..config import Recipe, from_dict, load_recipe
         from ..pipeline import build
 
+        # API callers can send any value: only the offered choices are accepted (no path is ever taken from input)
+        if recipe_choice not in recipes or teacher not in TEACHERS or data not in DATA_SOURCES:
+            raise gr.Error("Choose the recipe, teacher and data from the lists offered.")
         try:
-            if recipe_choice and recipe_choice != "custom (below)":
+            if recipe_choice != "custom (below)":
                 recipe = load_recipe(RECIPES_DIR / recipe_choice)
             else:
                 recipe = from_dict(Recipe, lab_recipe(teacher, data, samples, students or [], techniques or []))
@@ -411,10 +425,8 @@ def create_app(store_dir: str | None = None) -> gr.Blocks:
                         "One build at a time per store.")
             recipe_choice = gr.Dropdown(recipes, value="quick.yaml", label="Recipe")
             with gr.Accordion("Custom build (when the recipe is 'custom')", open=False):
-                teacher = gr.Dropdown(["embedded:mpnet-base", "embedded:minilm-l6"], value="embedded:mpnet-base",
-                                      label="Teacher")
-                data = gr.Dropdown(["embedded:rotten-tomatoes"], value="embedded:rotten-tomatoes", label="Data",
-                                   allow_custom_value=False)
+                teacher = gr.Dropdown(TEACHERS, value=TEACHERS[0], label="Teacher")
+                data = gr.Dropdown(DATA_SOURCES, value=DATA_SOURCES[0], label="Data", allow_custom_value=False)
                 samples = gr.Slider(200, 8000, value=1600, step=100, label="training texts")
                 students = gr.CheckboxGroup(["MiniLM-L6 (pretrained)", "MiniLM-L3 (layers 0,2,4)",
                                              "Teacher, every other layer"], value=["MiniLM-L6 (pretrained)"],

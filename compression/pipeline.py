@@ -207,7 +207,6 @@ def build(recipe: Recipe, store: RunStore, data_dir: str | Path | None = None,
     """Build every stage of ``recipe`` into ``store``; return the run id. One build per store at a time."""
     from .data import load_data
     from .distill import teacher_logits
-    from .metrics import score_logits
 
     procs = _Processes()
     plan = _Plan(recipe)
@@ -223,10 +222,9 @@ def build(recipe: Recipe, store: RunStore, data_dir: str | Path | None = None,
 
             teacher = recipe.teacher
             teacher_fp = fingerprint("teacher", dataclasses.asdict(teacher), b.data.fingerprint, recipe.seed)
-            pending = None
             if not b.reuse(teacher.name, "teacher", None, teacher_fp):
                 b.start(teacher.name, "teacher", None, teacher_fp, {"source": teacher.model})
-                pending = _teacher(b)
+                _teacher(b)  # recorded finished here: a build stopped during the long logits stage keeps it
             b.clean(teacher.name)
 
             b.report("logits", 0, "teacher logits: computing or reading the cache")
@@ -235,11 +233,6 @@ def build(recipe: Recipe, store: RunStore, data_dir: str | Path | None = None,
                 b.logits = teacher_logits(b.folders[teacher.name], b.data, store.root / "cache",
                                           lambda f, m: b.report("logits", f, m, log=False))
             b.report("logits", 1, f"teacher logits ready ({time.perf_counter() - t:.1f} s)")
-            if procs.main and pending is not None:  # teacher metrics from its logits: no second pass over test
-                timings, check = pending
-                timings["evaluate_seconds"] = round(time.perf_counter() - t, 2)
-                b.finish(teacher.name, score_logits(b.logits["test"], b.data.splits["test"]["label"]), timings,
-                         check)
 
             teacher_content = b.bundle_fingerprint(teacher.name)
             for cfg in recipe.students:
@@ -283,9 +276,9 @@ def build(recipe: Recipe, store: RunStore, data_dir: str | Path | None = None,
             raise
 
 
-def _teacher(b: _Build):
-    """Load (and fine-tune) the teacher, save and verify it; returns (timings, check) on the main process."""
-    from .bundle import save_bundle
+def _teacher(b: _Build) -> None:
+    """Load (and fine-tune) the teacher, save, verify, evaluate and record it (the main process writes)."""
+    from .bundle import load_bundle, save_bundle
     from .distill import tokenize, train
     from .sources import load_tokenizer_and_model
 
@@ -299,11 +292,18 @@ def _teacher(b: _Build):
                       b.stage_dirs[cfg.name], b.recipe.seed, cfg.name, progress=b.trainer_progress("teacher"))
         timings["train_seconds"] = round(time.perf_counter() - t, 2)
     if not b.procs.main:
-        return None
+        return
     save_bundle(model, tokenizer, b.folders[cfg.name], name=cfg.name, kind="teacher", labels=data.labels,
                 max_length=cfg.max_length, step={"stage": "teacher", **dataclasses.asdict(cfg)},
                 extra={"source": cfg.model, "data": {"source": data.source, "fingerprint": data.fingerprint}})
-    return timings, b.verify(cfg.name, timings)
+    check = b.verify(cfg.name, timings)
+    t = time.perf_counter()
+    from .metrics import score_logits
+
+    test = data.splits["test"]
+    metrics = score_logits(load_bundle(b.folders[cfg.name]).logits(list(test["text"])), test["label"])
+    timings["evaluate_seconds"] = round(time.perf_counter() - t, 2)
+    b.finish(cfg.name, metrics, timings, check)
 
 
 def _student(b: _Build, cfg) -> None:

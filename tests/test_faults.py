@@ -57,8 +57,7 @@ KILLS = [
     ("train.after-checkpoint", set()),            # mid teacher fine-tune, just after its first checkpoint
     ("bundle.before-rename:1", set()),            # teacher bundle fully written to its temp folder, not renamed
     ("variant.before-finish:1", set()),           # teacher bundle in place and verified, not yet recorded
-    ("logits.before-cache", set()),               # teacher logits computed, cache file not in place (the teacher
-                                                  # is recorded finished with its test metrics, after this)
+    ("logits.before-cache", {"teacher"}),         # teacher logits computed, cache file not yet in place
     ("bundle.before-rename:2", {"teacher"}),      # while saving the student
     ("variant.before-finish:3", {"teacher", "half"}),  # quantized variant verified, not recorded
     ("bench.start", VARIANTS),                    # every variant finished, the run not

@@ -98,6 +98,18 @@ def make_parser() -> argparse.ArgumentParser:
                                    "recorded when it was saved.")
     p.add_argument("bundle", help="bundle folder")
     p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("loadtest", help="drive a running app with concurrent clients; report latency per level",
+                       description="Load-test a running dashboard: for each client count in --levels, that many "
+                                   "gradio_client clients each make --predictions Playground calls one after "
+                                   "another; prints errors, p50/p95/max latency (queueing included) and requests/s "
+                                   "per level. Start the app first (python app.py --store DIR). Bounded: at most "
+                                   "64 clients, 1000 calls each, --timeout seconds overall.")
+    p.add_argument("url", help="the app's URL, e.g. http://127.0.0.1:7860/")
+    p.add_argument("--levels", default="1,2,4,8,16", help="client counts to run in turn (default: 1,2,4,8,16)")
+    p.add_argument("--predictions", type=int, default=25, help="calls per client (default: 25)")
+    p.add_argument("--timeout", type=float, default=900, help="overall limit in seconds (default: 900)")
+    p.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
@@ -300,6 +312,35 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_loadtest(args) -> int:
+    from .loadtest import load_test
+
+    try:
+        levels = [int(x) for x in args.levels.split(",") if x.strip()]
+    except ValueError:
+        raise LabError(f"--levels takes client counts separated by commas, like 1,4,16 (got {args.levels!r})") from None
+    result = load_test(args.url, levels, args.predictions, args.timeout,
+                       progress=None if args.json else lambda m: print(f"running: {m}", file=sys.stderr))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{'clients':>7} {'calls':>6} {'errors':>6} {'not run':>7} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} "
+              f"{'calls/s':>8} {'wall s':>7}")
+        for r in result["levels"]:
+            print(f"{r['clients']:>7} {r['requests']:>6} {r['errors']:>6} {r['not_run']:>7} {_fmt(r['p50_ms'], '.0f'):>8} "
+                  f"{_fmt(r['p95_ms'], '.0f'):>8} {_fmt(r['max_ms'], '.0f'):>8} {r['requests_per_second']:>8.2f} "
+                  f"{r['wall_seconds']:>7.1f}")
+        first, last = result["levels"][0], result["levels"][-1]
+        if first["p50_ms"] and last["p50_ms"] and len(result["levels"]) > 1:
+            print(f"p50 grows {last['p50_ms'] / first['p50_ms']:.1f}x from {first['clients']} to {last['clients']} "
+                  f"clients")
+        for r in result["levels"]:
+            if r["first_error"]:
+                print(f"first error at {r['clients']} clients: {r['first_error']}", file=sys.stderr)
+    failed = any(r["errors"] or r["not_run"] for r in result["levels"])
+    return 1 if failed else 0
+
+
 def cmd_verify(args) -> int:
     from .bundle import check_probe, load_bundle
 
@@ -311,7 +352,8 @@ def cmd_verify(args) -> int:
 
 
 COMMANDS = {"sources": cmd_sources, "build": cmd_build, "list": cmd_list, "predict": cmd_predict,
-            "bench": cmd_bench, "advise": cmd_advise, "export": cmd_export, "verify": cmd_verify}
+            "bench": cmd_bench, "advise": cmd_advise, "export": cmd_export, "verify": cmd_verify,
+            "loadtest": cmd_loadtest}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -120,6 +120,19 @@ def test_api_through_gradio_client(served_app):
     assert "Recommended:" in advice or "No variant fits" in advice
 
 
+def test_load_test_drives_the_app_without_errors(served_app):
+    from compression.loadtest import load_test
+
+    result = load_test(served_app[0], [1, 3], predictions=3, timeout=300)
+    assert [r["clients"] for r in result["levels"]] == [1, 3]
+    for level in result["levels"]:
+        assert level["errors"] == 0 and level["not_run"] == 0 and level["requests"] == 3 * level["clients"]
+        assert 0 < level["p50_ms"] <= level["p95_ms"] <= level["max_ms"]
+    cli = run_cli("loadtest", served_app[0], "--levels", "2", "--predictions", "2", "--json")
+    assert cli.returncode == 0 and json.loads(cli.stdout)["levels"][0]["requests"] == 4
+    assert run_cli("loadtest", served_app[0], "--levels", "65").returncode == 1  # bounded
+
+
 def test_browser_shows_predictions_of_two_variants(served_app):
     """A real browser (Debian's chromium) types a sentence and sees every variant's prediction."""
     chromium = shutil.which("chromium") or "/usr/bin/chromium"

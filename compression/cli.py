@@ -92,6 +92,8 @@ def make_parser() -> argparse.ArgumentParser:
     _store_arg(p)
     p.add_argument("out", help="output JSON file, e.g. assets/reference/quick.json")
     p.add_argument("--label", required=True, help="how the dashboard labels it, e.g. 'quick recipe, 2-core CPU'")
+    p.add_argument("--chart", metavar="PNG", help="also draw the accuracy/latency/size chart as an image (needs "
+                                                  "Playwright + Chromium from requirements-dev.txt)")
 
     p = sub.add_parser("verify", help="reload a bundle and check it reproduces its probe predictions",
                        description="Load a bundle folder and compare its logits on the probe texts with those "
@@ -309,6 +311,10 @@ def cmd_export(args) -> int:
                               indent=1, ensure_ascii=False), encoding="utf-8")
     tmp.replace(out)
     print(f"wrote {len(rows)} variants to {out}")
+    if args.chart:
+        from .dashboard.report import chart_png
+
+        print(f"wrote the chart to {chart_png(rows, args.chart, caption=args.label[:120])}")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -61,19 +62,24 @@ def _scatter(df: pd.DataFrame, x: str, title: str, x_title: str, frontier: bool)
     front = pareto_front(list(zip(data[x], data["accuracy"])))
     # Name only the frontier and the teacher on the chart (names of crowded points overlap); hover names all.
     labels = [n if i in front or k == "teacher" else "" for i, (n, k) in enumerate(zip(data["name"], data["kind"]))]
-    fig = go.Figure(go.Scatter(
-        x=data[x], y=data["accuracy"] * 100, mode="markers+text", text=labels, textposition="top center",
-        hovertext=data["name"],
-        marker=dict(size=bubble, color=_colors(data), opacity=0.8, line=dict(width=1, color="#222")),
-        error_y=dict(type="data", symmetric=False, array=(data["ci_high"] - data["accuracy"]) * 100,
-                     arrayminus=(data["accuracy"] - data["ci_low"]) * 100, thickness=1, color="#999"),
-        customdata=size, hovertemplate="%{hovertext}<br>accuracy %{y:.1f} %<br>" + x_title +
-                                       " %{x:.2f}<br>size %{customdata:.1f} MB<extra></extra>", name="variants"))
+    data = data.assign(label=labels, bubble=bubble, size=size)
+    fig = go.Figure()
+    for kind, part in data.groupby("kind", sort=False):  # one trace per kind: the legend explains the colours
+        fig.add_trace(go.Scatter(
+            x=part[x], y=part["accuracy"] * 100, mode="markers+text", text=part["label"],
+            textposition="top center", hovertext=part["name"], name=kind,
+            marker=dict(size=part["bubble"], color=KIND_COLORS.get(kind, "#888"), opacity=0.8,
+                        line=dict(width=1, color="#222")),
+            error_y=dict(type="data", symmetric=False, array=(part["ci_high"] - part["accuracy"]) * 100,
+                         arrayminus=(part["accuracy"] - part["ci_low"]) * 100, thickness=1, color="#999"),
+            customdata=part["size"], hovertemplate="%{hovertext}<br>accuracy %{y:.1f} %<br>" + x_title +
+                                                   " %{x:.2f}<br>size %{customdata:.1f} MB<extra></extra>"))
     if frontier:
         fig.add_trace(go.Scatter(x=data[x].iloc[front], y=data["accuracy"].iloc[front] * 100, mode="lines",
                                  line=dict(dash="dash", color="#bf616a"), name="Pareto frontier"))
     fig.update_layout(title=title, xaxis_title=x_title, yaxis_title="test accuracy % (95% CI)", **LAYOUT)
-    fig.update_xaxes(type="log")
+    low, high = data[x].min(), data[x].max()
+    fig.update_xaxes(type="log", range=[np.log10(low) - 0.12, np.log10(high) + 0.12])  # room for the names
     return fig
 
 

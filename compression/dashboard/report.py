@@ -34,3 +34,36 @@ font-size:13px}} .board th,.board td{{padding:4px 8px;border-bottom:1px solid #d
 <h1>{html.escape(title)}</h1><p class="note">{html.escape(note)} Generated {time.strftime("%Y-%m-%d %H:%M %Z")}.
 Accuracy, F1, agreement and ECE on the test split; speed on the machine described under Provenance.</p>
 <h2>Leaderboard</h2>{board}<h2>Charts</h2>{chart_html}<h2>Provenance</h2>{provenance}</body></html>"""
+
+
+def chart_png(rows: list[dict], path, caption: str = "", width: int = 1100, height: int = 560):
+    """The accuracy / latency / size chart as a PNG (for a README), drawn by headless Chromium through Playwright
+    (dev requirements); plotly itself cannot write images without extra packages."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from ..errors import LabError
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise LabError("--chart needs Playwright and Chromium: pip install -r requirements-dev.txt") from None
+    fig = figures.accuracy_vs_latency(tables.frame(rows))
+    fig.update_layout(width=width, height=height, title=caption or fig.layout.title.text)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
+        page_file = Path(tmp) / "chart.html"
+        page_file.write_text(fig.to_html(include_plotlyjs=True, full_html=True, config={"staticPlot": True}),
+                             encoding="utf-8")
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": width + 40, "height": height + 40})
+            page.goto(page_file.as_uri())
+            page.wait_for_selector(".main-svg")
+            page.locator(".plotly-graph-div").screenshot(path=str(path))
+        finally:
+            browser.close()
+    return path

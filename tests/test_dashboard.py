@@ -42,8 +42,9 @@ def test_pareto_front_and_figures():
     assert figures.pareto_front([(40, 0.90), (10, 0.88), (4, 0.879), (35, 0.88), (10.2, 0.86)]) == [2, 1, 0]
     df = tables.frame(ROWS)
     fig = figures.accuracy_vs_latency(df)
-    assert [t.name for t in fig.data] == ["variants", "Pareto frontier"]
-    assert list(fig.data[1].x) == [4.0, 10.0, 40.0]
+    assert [t.name for t in fig.data] == ["teacher", "student", "quantized", "pruned", "Pareto frontier"]
+    assert sum(len(t.x) for t in fig.data[:-1]) == 5  # every variant drawn once, in its kind's trace
+    assert list(fig.data[-1].x) == [4.0, 10.0, 40.0]
     assert len(figures.size_bars(df).data[0].x) == 5
     assert figures.latency_bars(tables.frame([])).layout.annotations[0].text == "no measured variants yet"
 

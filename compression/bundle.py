@@ -307,7 +307,7 @@ def _load_runner(folder: Path, meta: dict):
 
         import torch
 
-        model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(folder)).float()
+        model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(folder, trust_remote_code=False)).float()
         if weights.get("structure"):
             apply_structure(model, weights["structure"])
         if weights.get("dtype") in ("bfloat16", "float16"):

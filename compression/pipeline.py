@@ -318,11 +318,12 @@ def _student(b: _Build, cfg) -> None:
     tokenizer, model = build_student(cfg, teacher_dir, b.data.labels)
     teacher_model = None
     if cfg.distill.intermediate:
-        if not shares_tokenizer(tokenizer, AutoTokenizer.from_pretrained(teacher_dir)):
+        if not shares_tokenizer(tokenizer, AutoTokenizer.from_pretrained(teacher_dir, trust_remote_code=False)):
             raise LabError(f"{cfg.name}: hidden-state/attention distillation needs the teacher's tokenizer, and "
                            f"{cfg.model} tokenizes differently; set distill.hidden_weight and attention_weight to 0 "
                            f"(logit distillation works across tokenizers)")
-        teacher_model = AutoModelForSequenceClassification.from_pretrained(teacher_dir, use_safetensors=True)
+        teacher_model = AutoModelForSequenceClassification.from_pretrained(teacher_dir, trust_remote_code=False,
+                                                                           use_safetensors=True)
     t = time.perf_counter()
     model = train(model, tokenizer, tokenize(b.data, tokenizer, cfg.max_length, b.logits), cfg.train,
                   b.stage_dirs[cfg.name], b.recipe.seed, cfg.name, distill=cfg.distill, teacher_model=teacher_model,

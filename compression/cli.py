@@ -53,6 +53,7 @@ def make_parser() -> argparse.ArgumentParser:
     _store_arg(p)
     p.add_argument("--run", default="latest", help="latest (default), a run id, or all (newest of each name)")
     p.add_argument("--json", action="store_true", help="print one JSON object per variant")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table (for a README)")
 
     p = sub.add_parser("predict", help="label and confidence for each text",
                        description="Classify texts with a variant: its name in the store, or a bundle folder.")
@@ -162,6 +163,11 @@ def cmd_list(args) -> int:
     if args.json:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
+        return 0
+    if args.markdown:
+        from .dashboard.tables import markdown
+
+        print(markdown(rows))
         return 0
     if not rows:
         print("no finished variants yet; build one: python -m compression build recipes/quick.yaml")

@@ -49,6 +49,13 @@ def test_pareto_front_and_figures():
     assert figures.latency_bars(tables.frame([])).layout.annotations[0].text == "no measured variants yet"
 
 
+def test_markdown_table_for_the_readme():
+    table = tables.markdown(ROWS).splitlines()
+    assert len(table) == 2 + len(ROWS) and table[0].count("|") == table[2].count("|")
+    assert table[2].startswith("| teacher | teacher | 90.0 (88.0–92.0) | 100.0 % |")
+    assert "| student-int8 | quantized (student) |" in table[4] and "| 10.0x | 17.4x |" in table[4]
+
+
 def test_recommend_respects_limits_and_warns():
     rec = recommend(ROWS, max_latency_ms=20, min_retention=0.97)
     assert rec.best["name"] == "student" and any("4.0x faster" in r for r in rec.reasons)

@@ -112,3 +112,21 @@ def agreement_summary(labels: dict[str, list[str]], teacher: str | None) -> pd.D
         same = sum(a == b for a, b in zip(values, reference))
         rows.append([name, same, len(reference), round(100 * same / len(reference), 1) if reference else None])
     return pd.DataFrame(rows, columns=["variant", "agrees with teacher", "of", "agreement %"])
+
+
+def markdown(rows: list[dict]) -> str:
+    """A README-ready Markdown table of the headline figures, ratios against the teacher."""
+    df = frame(rows)
+    if df.empty:
+        return ""
+    head = ("| variant | kind (parent) | accuracy % (95% CI) | of teacher | agreement % | MB | params M (non-zero) "
+            "| p50 ms | p95 ms | speed-up | smaller |")
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for _, r in df.iterrows():
+        parent = f" ({r['parent']})" if isinstance(r["parent"], str) and r["parent"] else ""
+        lines.append(
+            f"| {r['name']} | {r['kind']}{parent} | {_pct(r['accuracy'])} ({_pct(r['ci_low'])}–{_pct(r['ci_high'])}) "
+            f"| {_pct(r['retention'])} % | {_pct(r['agreement'])} | {_num(r['size_mb'])} "
+            f"| {_num(r['params'] / 1e6, 2)} ({_num(r['nonzero_params'] / 1e6, 2)}) | {_num(r['latency_p50_ms'], 2)} "
+            f"| {_num(r['latency_p95_ms'], 2)} | {_num(r['speedup'], 1, 'x')} | {_num(r['size_ratio'], 1, 'x')} |")
+    return "\n".join(lines)

@@ -144,6 +144,9 @@ class Bundle:
         self.runtime: str | None = "onnxruntime" if self.onnx else None  # torch: decided on the first prediction
         self._run = None
         self._lock = threading.Lock()
+        # A fast tokenizer keeps truncation/padding settings on its shared Rust object: concurrent calls with
+        # different settings (the app serves several requests through one cached bundle) must take turns.
+        self._tokenizer_lock = threading.Lock()
 
     def prepare(self) -> "Bundle":
         """Make the runtime ready now (a trace takes 0.5-4 s) rather than on the first prediction."""
@@ -153,7 +156,7 @@ class Bundle:
 
     def _torch_runner(self):
         """The frozen TorchScript trace of the model (see runtime.py), made once; None runs the model eagerly."""
-        with self._lock:
+        with self._lock, self._tokenizer_lock:
             if self.runtime is None:
                 from .runtime import trace
 
@@ -179,8 +182,9 @@ class Bundle:
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
                 index = order[start:start + batch_size]
-                enc = self.tokenizer([texts[i] for i in index], padding=True, truncation=True,
-                                     max_length=self.max_length, return_tensors="np" if onnx else "pt")
+                with self._tokenizer_lock:
+                    enc = self.tokenizer([texts[i] for i in index], padding=True, truncation=True,
+                                         max_length=self.max_length, return_tensors="np" if onnx else "pt")
                 if onnx:
                     out[index] = self.model(enc)
                 else:
@@ -189,7 +193,9 @@ class Bundle:
 
     def token_counts(self, texts: list[str]) -> list[int]:
         """Tokens per text before truncation (what a user needs to know whether the model saw all of it)."""
-        return [len(ids) for ids in self.tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]]
+        with self._tokenizer_lock:
+            encoded = self.tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]
+        return [len(ids) for ids in encoded]
 
     def predict(self, texts: list[str], batch_size: int = 32) -> list[Prediction]:
         """Label, confidence and probabilities per text. Empty texts are refused; NUL bytes are dropped; texts

@@ -342,6 +342,8 @@ def cmd_loadtest(args) -> int:
             print(f"{r['clients']:>7} {r['requests']:>6} {r['errors']:>6} {r['not_run']:>7} {_fmt(r['p50_ms'], '.0f'):>8} "
                   f"{_fmt(r['p95_ms'], '.0f'):>8} {_fmt(r['max_ms'], '.0f'):>8} {r['requests_per_second']:>8.2f} "
                   f"{r['wall_seconds']:>7.1f}")
+        if not result["levels"]:
+            raise LabError(f"no level ran within --timeout {args.timeout:g} s")
         first, last = result["levels"][0], result["levels"][-1]
         if first["p50_ms"] and last["p50_ms"] and len(result["levels"]) > 1:
             print(f"p50 grows {last['p50_ms'] / first['p50_ms']:.1f}x from {first['clients']} to {last['clients']} "

@@ -21,7 +21,6 @@ from typing import Callable
 import numpy as np
 import torch
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from .config import DistillConfig, StudentConfig, TrainConfig
 from .data import SPLITS, LabeledData
@@ -231,6 +230,28 @@ def _accuracy(eval_pred) -> dict:
     return {"accuracy": float((np.asarray(logits).argmax(-1) == np.asarray(labels)).mean())}
 
 
+def _resumable_checkpoint(folder: Path, setup: dict) -> str | None:
+    """The newest complete checkpoint in ``folder`` written under the same setup, else None (fresh start).
+
+    A checkpoint is complete once ``trainer_state.json`` is written (the Trainer writes it last); a different
+    process count, device or precision changes steps and schedule, so its checkpoints are dropped, not resumed.
+    """
+    import json
+    import shutil
+
+    marker = folder / "setup.json"
+    main = int(os.environ.get("RANK", "0")) == 0
+    stale = marker.is_file() and json.loads(marker.read_text()) != setup
+    done = [] if stale else [p for p in folder.glob("checkpoint-*")
+                             if (p / "trainer_state.json").is_file() and p.name.split("-")[-1].isdigit()]
+    if main:
+        if stale:
+            shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps(setup))
+    return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
+
+
 def train(model, tokenizer, dataset, cfg: TrainConfig, output_dir: str | Path, seed: int, name: str,
           distill: DistillConfig | None = None, teacher_model=None, progress: Progress | None = None):
     """Train ``model`` on ``dataset['train']``, pick the best checkpoint on ``dataset['validation']``, return it.
@@ -280,7 +301,8 @@ def train(model, tokenizer, dataset, cfg: TrainConfig, output_dir: str | Path, s
         callbacks=[ProgressCallback(progress, name)] if progress else None)
     if progress is not None:
         trainer.remove_callback(PrinterCallback)  # it would print every log dict
-    resume = get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+    resume = _resumable_checkpoint(Path(output_dir), {"world_size": world, "cuda": not use_cpu,
+                                                      "bf16": bool(args.bf16)})
     if resume is not None and progress is not None:
         progress(0.0, f"{name}: resuming from {Path(resume).name} (an earlier build stopped part-way)")
     trainer.train(resume_from_checkpoint=resume)

@@ -113,7 +113,7 @@ def load_test(url: str, levels: list[int], predictions: int, timeout: float, pro
             progress(f"{n} client(s) x {predictions} predictions")
         try:
             results.append(run_level(url, n, predictions, deadline))
-        except (OSError, ValueError) as err:  # cannot connect, or not a Gradio app
+        except Exception as err:  # cannot connect (httpx errors are not OSError), or not a Gradio app
             raise LabError(f"cannot drive the app at {url}: {str(err).splitlines()[0][:200]}") from err
     return {"levels": [asdict(r) for r in results],
             "settings": {"url": url, "predictions_per_client": predictions, "timeout_seconds": timeout,

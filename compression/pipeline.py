@@ -125,19 +125,14 @@ class _Build:
 
     def reuse(self, name: str, kind: str, parent: str | None, input_fp: str) -> bool:
         """Reuse a finished variant with the same input fingerprint and an intact bundle; True when reused."""
-        from .bundle import file_hashes, read_meta
+        from .bundle import bundle_problem
 
         found = None
         if self.procs.main:
             for record in reversed(self.store.variants(status="finished", latest_only=False)):
                 if record.name != name or record.meta.get("input_fingerprint") != input_fp or not record.bundle:
                     continue
-                folder = Path(record.bundle)
-                try:
-                    intact = folder.is_dir() and read_meta(folder).get("files") == file_hashes(folder)
-                except Exception:  # a broken bundle is simply not reusable: it gets rebuilt
-                    intact = False
-                if intact:
+                if bundle_problem(record.bundle) is None:  # a broken bundle is not reusable: it gets rebuilt
                     found = record
                     break
             if found is not None:
@@ -263,7 +258,10 @@ def build(recipe: Recipe, store: RunStore, data_dir: str | Path | None = None,
                 _bench(b)
             if procs.main:
                 store.finish_run(run_id)
-                shutil.rmtree(b.work_dir, ignore_errors=True)
+                for folder in b.stage_dirs.values():  # only this build's: another recipe's checkpoints stay
+                    shutil.rmtree(folder, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    b.work_dir.rmdir()  # when empty
             reused = f"; reused {len(b.reused)} unchanged variant(s)" if b.reused else ""
             b.report("done", 1, f"run {run_id} finished in {time.perf_counter() - t0:.1f} s{reused}")
             return run_id

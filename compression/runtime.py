@@ -21,6 +21,7 @@ INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 TRACE_TEXTS = ("a short one", "and a rather longer example, so that the first text in the batch gets padded")
 CHECK_TEXTS = ("another check", "of a different batch size and length", "with more words in it than the others, "
                "and punctuation too!")
+LONG_TEXT = "a long text that runs past the model's maximum length, " * 200
 
 
 class _Logits(torch.nn.Module):
@@ -48,14 +49,16 @@ def trace(model, tokenizer, max_length: int) -> tuple[object | None, str]:
             warnings.simplefilter("ignore")  # torch marks jit deprecated; it is still the fastest CPU path here
             traced = torch.jit.freeze(torch.jit.trace(_Logits(model.eval(), names).eval(),
                                                       tuple(example[n] for n in names), check_trace=False))
-            check = tokenizer(list(CHECK_TEXTS), padding=True, truncation=True, max_length=max_length,
-                              return_tensors="pt")
-            eager = model(**{n: check[n] for n in names}).logits.float()
-            got = traced(*(check[n] for n in names)).float()
+            checks = [  # another batch size with other lengths and padding; batch 1 at full length
+                tokenizer(list(CHECK_TEXTS), padding=True, truncation=True, max_length=max_length, return_tensors="pt"),
+                tokenizer([LONG_TEXT], truncation=True, max_length=max_length, return_tensors="pt")]
+            pairs = [(model(**{n: c[n] for n in names}).logits.float(), traced(*(c[n] for n in names)).float())
+                     for c in checks]
     except Exception as err:  # any model the tracer cannot follow still runs, just eagerly
         return None, f"eager (trace failed: {type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})"
-    if got.shape != eager.shape or not torch.allclose(got, eager, atol=1e-3, rtol=1e-3):
-        return None, "eager (the trace did not reproduce the model on a check batch)"
+    # As strict as a bundle's own reload check (fp32 1e-4): a trace must not change what the bundle predicts.
+    if any(got.shape != eager.shape or not torch.allclose(got, eager, atol=1e-4, rtol=1e-4) for eager, got in pairs):
+        return None, "eager (the trace did not reproduce the model on the check batches)"
 
     def run(encoding):
         return traced(*(encoding[n] for n in names))

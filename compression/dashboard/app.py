@@ -152,6 +152,21 @@ def parse_batch(text: str, upload: str | None) -> list[str]:
     return texts
 
 
+def app_recipes() -> list[str]:
+    """Recipes a visitor may start: those on the embedded data only (no server paths, no hour-long builds of
+    data the app does not ship). Others run from the command line."""
+    from ..config import load_recipe
+
+    allowed = []
+    for path in sorted(RECIPES_DIR.glob("*.yaml")):
+        try:
+            if load_recipe(path).data.source.startswith("embedded:"):
+                allowed.append(path.name)
+        except (ValueError, LabError, OSError):
+            continue  # a broken recipe file is not offered
+    return allowed
+
+
 def lab_recipe(teacher: str, data: str, train_samples: int, students: list[str], techniques: list[str]) -> dict:
     """A recipe (as plain data) from the Lab tab's choices; validated by ``from_dict`` like any recipe file."""
     student_defs = {
@@ -379,7 +394,7 @@ def create_app(store_dir: str | None = None) -> gr.Blocks:
         archive = shutil.make_archive(str(Path(folder) / name), "zip", root_dir=rows[name]["bundle"])
         return archive, folder
 
-    recipes = ["custom (below)"] + sorted(p.name for p in RECIPES_DIR.glob("*.yaml"))
+    recipes = ["custom (below)"] + app_recipes()
     # delete_cache: Gradio's copies of uploads and downloads older than an hour are removed every hour
     with gr.Blocks(title="BERT Compression Lab", delete_cache=(3600, 3600)) as demo:
         session = gr.State(None, delete_callback=lambda folder: folder and shutil.rmtree(folder, ignore_errors=True))

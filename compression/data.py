@@ -69,6 +69,20 @@ def _split_files(folder: Path) -> dict[str, Path]:
     return found
 
 
+def _check_utf8(path: Path) -> None:
+    """Text data must be UTF-8: say so (and where) instead of the parser's generic failure."""
+    import codecs
+
+    decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as err:
+                raise LabError(f"data file {path} is not UTF-8 (byte {offset + err.start}): save it as UTF-8") from None
+            offset += len(chunk)
+
+
 def _load_files(files: dict[str, Path]):
     from datasets import load_dataset
 
@@ -79,6 +93,8 @@ def _load_files(files: dict[str, Path]):
     for path in files.values():
         if path.stat().st_size == 0:
             raise LabError(f"data file {path} is empty")
+        if builder in ("csv", "json") and path.suffix.lower() not in (".bz2", ".gz", ".xz", ".zst", ".zip"):
+            _check_utf8(path)  # compressed files are checked by their parser
     try:
         return load_dataset(builder, data_files={s: str(p) for s, p in files.items()}, **kwargs)
     except Exception as err:  # datasets raises many types for unreadable files; one line names the file
@@ -142,7 +158,10 @@ def _pick(columns: list[str], wanted: str | None, candidates: tuple[str, ...], w
     for name in candidates:
         if name in lower and lower[name] != taken:
             return lower[name]
-    raise LabError(f"{source}: cannot find a {what} column (columns: {', '.join(columns)}); "
+    hint = ""
+    if len(columns) == 1 and any(d in columns[0] for d in ";|\t,"):
+        hint = " (one column only: does the file use another delimiter? CSV files need ',', TSV files a tab)"
+    raise LabError(f"{source}: cannot find a {what} column (columns: {', '.join(columns)}){hint}; "
                    f"name it with {what}_column")
 
 

@@ -90,7 +90,7 @@ def test_cli_bad_recipes(tmp_path, body, fragment):
 DATA = [
     ("one.csv", "text,label\n" + "fine,pos\ngreat,pos\nlovely,pos\n" * 20, "only one class"),
     ("names.csv", "text,label\n" + "a,0\nb,1\nc,2\nd,2\n" * 20, "label"),  # 3 labels, 2 label_names
-    ("latin.csv", "text,label\n" + "très,0\nbien,1\n" * 20, "cannot read data"),
+    ("latin.csv", "text,label\n" + "très,0\nbien,1\n" * 20, "is not UTF-8"),
     ("noheader.csv", "fine film,1\nawful film,0\n" * 20, "column"),
     ("semicolon.csv", "text;label\n" + "fine;1\nawful;0\n" * 20, "column"),
     ("missing.csv", "text\n" + "fine\nawful\n" * 20, "label column"),

@@ -49,6 +49,18 @@ def test_pareto_front_and_figures():
     assert figures.latency_bars(tables.frame([])).layout.annotations[0].text == "no measured variants yet"
 
 
+def test_broken_variant_is_marked_on_the_leaderboard_and_not_as_a_disagreement():
+    rows = [dict(r, status="ok") for r in ROWS]
+    rows[2]["status"] = "broken: weights.safetensors changed since the bundle was saved (SHA-256 mismatch)"
+    board = tables.leaderboard(rows)
+    assert board["variant"][2] == "student-int8 ✖ BROKEN" and "SHA-256 mismatch" in board["status"][2]
+    assert "status" not in tables.leaderboard([dict(r, status="ok") for r in ROWS])
+    preds = tables.predictions_table([{"name": "teacher", "label": "pos", "confidence": 0.9, "latency_ms": 1},
+                                      {"name": "student-int8", "label": rows[2]["status"], "confidence": 0,
+                                       "latency_ms": 0}], "teacher")
+    assert preds["agrees with teacher"][1] == ""
+
+
 def test_markdown_table_for_the_readme():
     table = tables.markdown(ROWS).splitlines()
     assert len(table) == 2 + len(ROWS) and table[0].count("|") == table[2].count("|")

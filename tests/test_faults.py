@@ -143,6 +143,22 @@ def test_corrupted_bundle_is_reported_broken_in_list(recipe, tmp_path):
     assert rows["teacher"]["status"] == "ok"
     table = run_cli("list", "--store", str(store))
     assert table.returncode == 0 and "BROKEN half:" in table.stdout
+    # The app shows it as broken and keeps serving the others.
+    from gradio_client import Client
+
+    from compression.dashboard import create_app, launch_kwargs
+
+    from .conftest import _free_port
+
+    demo = create_app(str(store))
+    port = _free_port()
+    demo.launch(**{**launch_kwargs(), "server_name": "127.0.0.1", "server_port": port, "prevent_thread_lock": True})
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        page, _ = client.predict("a b c", api_name="/predict")
+        assert "broken: " in page and "SHA-256 mismatch" in page and page.count("<tr") == 4
+    finally:
+        demo.close()
     # A rebuild replaces it: the broken bundle is never reused.
     again = run_cli("build", recipe, "--store", str(store))
     assert again.returncode == 0 and "half: unchanged" not in again.stdout + again.stderr

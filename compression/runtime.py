@@ -1,8 +1,9 @@
 """The lab's torch runtime: a torch bundle predicts through a frozen TorchScript trace of its model.
 
 Why: at batch 1 on short texts, a small model's eager forward is mostly Python and dispatch overhead, and dynamic
-int8 adds a Python wrapper per Linear. Measured on the 2-core CI VM (SST-2 sentences, 2 threads, p50 of 100):
-MiniLM-L6 dynamic int8 4.6 -> 1.9 ms, MiniLM-L6 fp32 13.1 -> 11.8 ms, MPNet-base 63 -> 53 ms, identical logits.
+int8 adds a Python wrapper per Linear. Measured with ``python -m compression bench`` (eager vs traced, 2-core VM,
+SST-2 test sentences, 2 threads, p50): MiniLM-L6 int8 4.92 -> 3.31 ms, fp32 12.10 -> 10.53 ms, MPNet-base
+62.35 -> 56.29 ms (README, "Pruning and quantization").
 
 The trace is made in memory the first time a bundle predicts (bundles stay safetensors: nothing pickled is ever
 written or read) and checked against the eager model on a batch with other lengths and padding; when tracing fails

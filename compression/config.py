@@ -125,6 +125,26 @@ class DistillConfig:
         return self.hidden_weight > 0 or self.attention_weight > 0
 
 
+@dataclass
+class AugmentConfig:
+    """Teacher-labelled augmentation: perturbed copies of the longer training texts join every distillation stage."""
+
+    copies: int = field(default=1, metadata={"help": "new texts made from each chosen training text"})
+    min_words: int = field(default=10, metadata={
+        "help": "only training texts with at least this many words are perturbed (sentence-like text)"})
+    max_texts: int | None = field(default=None, metadata={"help": "seeded subset of the chosen training texts"})
+    replace: float = field(default=0.3, metadata={
+        "help": "probability that a word is replaced by one of its embedding neighbours"})
+    neighbours: int = field(default=15, metadata={
+        "help": "nearest words (cosine, teacher's word embeddings) a replacement is drawn from"})
+
+    def __post_init__(self):
+        for name in ("copies", "min_words", "neighbours"):
+            _check(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
+        _check(self.max_texts is None or self.max_texts >= 1, "max_texts", self.max_texts, ">= 1 or null")
+        _check(0 < self.replace <= 1, "replace", self.replace, "0 < replace <= 1")
+
+
 STUDENT_INITS = ("pretrained", "teacher-layers", "pretrained-layers")
 
 
@@ -253,6 +273,8 @@ class Recipe:
     students: list[StudentConfig] = field(default_factory=list)
     prune: list[PruneConfig] = field(default_factory=list)
     quantize: list[QuantizeConfig] = field(default_factory=list)
+    augment: AugmentConfig | None = field(default=None, metadata={
+        "help": "teacher-labelled perturbed copies of training texts for the students and pruning recovery"})
     bench: BenchConfig | None = field(default_factory=BenchConfig)
     seed: int = 42
     description: str = ""
@@ -362,5 +384,5 @@ def load_recipe(path: str | Path) -> Recipe:
     return from_dict(Recipe, data)
 
 
-__all__ = ["DataConfig", "TrainConfig", "TeacherConfig", "DistillConfig", "StudentConfig", "PruneConfig",
-           "QuantizeConfig", "BenchConfig", "Recipe", "from_dict", "load_recipe", "check_name"]
+__all__ = ["DataConfig", "TrainConfig", "TeacherConfig", "DistillConfig", "AugmentConfig", "StudentConfig",
+           "PruneConfig", "QuantizeConfig", "BenchConfig", "Recipe", "from_dict", "load_recipe", "check_name"]

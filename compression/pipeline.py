@@ -81,6 +81,7 @@ class _Plan:
 
     def __init__(self, recipe: Recipe):
         self.weights = {"data": 1, "teacher": 6 if recipe.teacher.train else 1, "logits": 1,
+                        "augment": 2 if recipe.augment else 0,
                         **{s.name: 5 for s in recipe.students},
                         **{p.name: 3 if p.recover else 1 for p in recipe.prune},
                         **{q.name: 1 for q in recipe.quantize}, "bench": 2 if recipe.bench else 0}
@@ -107,6 +108,7 @@ class _Build:
         self.stage_dirs: dict[str, Path] = {}  # variant name -> its checkpoints, keyed by its input fingerprint
         self.reused: set[str] = set()
         self.logits = None
+        self.train_data, self.train_logits = None, None  # what distillation trains on: data + augmented texts
         self._progress, self._plan = progress, plan
 
     def report(self, stage: str, within: float, message: str, log: bool = True) -> None:
@@ -229,9 +231,16 @@ def build(recipe: Recipe, store: RunStore, data_dir: str | Path | None = None,
                                           lambda f, m: b.report("logits", f, m, log=False))
             b.report("logits", 1, f"teacher logits ready ({time.perf_counter() - t:.1f} s)")
 
+            b.train_data, b.train_logits = b.data, b.logits
+            if recipe.augment is not None:
+                _augment(b)
+            # Recipes without augmentation keep the fingerprints they had before it existed.
+            augment = [dataclasses.asdict(recipe.augment)] if recipe.augment is not None else []
+
             teacher_content = b.bundle_fingerprint(teacher.name)
             for cfg in recipe.students:
-                fp = fingerprint("student", dataclasses.asdict(cfg), teacher_content, b.data.fingerprint, recipe.seed)
+                fp = fingerprint("student", dataclasses.asdict(cfg), teacher_content, b.data.fingerprint, recipe.seed,
+                                 *augment)
                 if not b.reuse(cfg.name, "student", teacher.name, fp):
                     b.start(cfg.name, "student", teacher.name, fp, {"init": cfg.init, "source": cfg.model})
                     _student(b, cfg)
@@ -239,7 +248,7 @@ def build(recipe: Recipe, store: RunStore, data_dir: str | Path | None = None,
 
             for cfg in recipe.prune:
                 fp = fingerprint("prune", dataclasses.asdict(cfg), b.bundle_fingerprint(cfg.source), teacher_content,
-                                 b.data.fingerprint, recipe.seed)
+                                 b.data.fingerprint, recipe.seed, *(augment if cfg.recover is not None else []))
                 if not b.reuse(cfg.name, "pruned", cfg.source, fp):
                     b.start(cfg.name, "pruned", cfg.source, fp, {"method": cfg.method})
                     _prune(b, cfg)
@@ -304,6 +313,27 @@ def _teacher(b: _Build) -> None:
     b.finish(cfg.name, metrics, timings, check)
 
 
+def _augment(b: _Build) -> None:
+    """Perturbed copies of the longer training texts, labelled by the teacher, appended to the training split."""
+    import numpy as np
+    from datasets import Dataset, DatasetDict, concatenate_datasets
+
+    from .augment import teacher_augmented
+
+    t = time.perf_counter()
+    train = b.data.splits["train"]
+    with b.procs.main_first():  # main computes and caches; the others then read the cache
+        texts, logits = teacher_augmented(b.folders[b.recipe.teacher.name], list(train["text"]), b.recipe.augment,
+                                          b.recipe.seed, b.store.root / "cache",
+                                          lambda f, m: b.report("augment", f, m, log=False))
+    extra = Dataset.from_dict({"text": texts, "label": logits.argmax(-1).tolist()}, features=train.features)
+    b.train_data = dataclasses.replace(b.data, splits=DatasetDict({**b.data.splits,
+                                                                   "train": concatenate_datasets([train, extra])}))
+    b.train_logits = {**b.logits, "train": np.concatenate([b.logits["train"], logits])}
+    b.report("augment", 1, f"augment: {len(texts):,} teacher-labelled texts join the {len(train):,} training texts "
+                           f"({time.perf_counter() - t:.1f} s)")
+
+
 def _student(b: _Build, cfg) -> None:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -323,7 +353,7 @@ def _student(b: _Build, cfg) -> None:
         teacher_model = AutoModelForSequenceClassification.from_pretrained(teacher_dir, trust_remote_code=False,
                                                                            use_safetensors=True)
     t = time.perf_counter()
-    model = train(model, tokenizer, tokenize(b.data, tokenizer, cfg.max_length, b.logits), cfg.train,
+    model = train(model, tokenizer, tokenize(b.train_data, tokenizer, cfg.max_length, b.train_logits), cfg.train,
                   b.stage_dirs[cfg.name], b.recipe.seed, cfg.name, distill=cfg.distill, teacher_model=teacher_model,
                   progress=b.trainer_progress(cfg.name))
     timings = {"train_seconds": round(time.perf_counter() - t, 2)}
@@ -358,7 +388,7 @@ def _prune(b: _Build, cfg) -> None:
     b.report(cfg.name, 0, f"{cfg.name}: {cfg.method} pruning of {cfg.source}")
     source = _fp32_source(b.folders[cfg.source])
     model, tokenizer = source.model.train(), source.tokenizer
-    dataset = tokenize(b.data, tokenizer, source.max_length, b.logits)
+    dataset = tokenize(b.train_data, tokenizer, source.max_length, b.train_logits)
     timings, details = {}, {}
     t = time.perf_counter()
     if cfg.method == "magnitude":

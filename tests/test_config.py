@@ -15,7 +15,8 @@ def test_minimal_recipe_gets_defaults():
 
 
 @pytest.mark.parametrize("data, message", [
-    ({"name": "r", "colour": 1}, "recipe: unknown key 'colour' (allowed: name, data, teacher, students, prune, quantize, bench, seed, description)"),
+    ({"name": "r", "colour": 1}, "recipe: unknown key 'colour' (allowed: name, data, teacher, students, prune, quantize, augment, bench, seed, "
+     "description)"),
     ({"name": "r", "teacher": {"modle": "x"}}, "teacher: unknown key 'modle' (allowed: model, name, max_length, train)"),
     ({"name": "r", "teacher": {"max_length": 4}}, "teacher.max_length: invalid value 4 (allowed: 8..512)"),
     ({"name": "r", "teacher": {"max_length": "long"}}, "teacher.max_length: invalid value 'long' (allowed: an integer)"),

@@ -24,6 +24,7 @@ students:
   - {{name: half, init: teacher-layers, max_length: 32, train: {{epochs: 1, batch_size: 16, learning_rate: 0.003}}}}
 quantize:
   - {{name: half-int8, source: half, method: dynamic-int8}}
+augment: {{copies: 1, min_words: 6, neighbours: 3}}
 bench: {{samples: 4, repeats: 1, warmup: 1, throughput_batches: 1, batch_size: 4, memory: false}}
 """
 VARIANTS = {"teacher", "half", "half-int8"}
@@ -58,6 +59,7 @@ KILLS = [
     ("bundle.before-rename:1", set()),            # teacher bundle fully written to its temp folder, not renamed
     ("variant.before-finish:1", set()),           # teacher bundle in place and verified, not yet recorded
     ("logits.before-cache", {"teacher"}),         # teacher logits computed, cache file not yet in place
+    ("augment.before-cache", {"teacher"}),        # augmented texts labelled, cache file not yet in place
     ("bundle.before-rename:2", {"teacher"}),      # while saving the student
     ("variant.before-finish:3", {"teacher", "half"}),  # quantized variant verified, not recorded
     ("bench.start", VARIANTS),                    # every variant finished, the run not

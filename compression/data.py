@@ -248,6 +248,15 @@ def load_data(cfg: "DataConfig", base_dir: str | Path | None = None) -> LabeledD
     return LabeledData(splits, names, cfg.source, _fingerprint(splits, names))
 
 
+def align_labels(data_labels: list[str], model_labels: list[str], source: str = "data") -> list[int]:
+    """For each label id of the data, the model's label id: by name, or as is when the data has bare ids 0..K-1."""
+    if all(name in model_labels for name in data_labels):
+        return [model_labels.index(name) for name in data_labels]
+    if data_labels == [str(i) for i in range(len(data_labels))] and len(data_labels) <= len(model_labels):
+        return list(range(len(data_labels)))
+    raise LabError(f"{source}: labels {data_labels} do not match the model's labels {model_labels}")
+
+
 def _fingerprint(splits, names: list[str]) -> str:
     digest = hashlib.sha256("\x1f".join(names).encode())
     for split in SPLITS:

@@ -45,6 +45,26 @@ def test_verify_command(built_store):
     assert result.returncode == 0 and result.stdout.startswith("ok")
 
 
+def test_evaluate_on_other_data_matches_the_recorded_test_figures(built_store, tiny_data, tmp_path):
+    row = json.loads(run_cli("list", "--store", str(built_store), "--json").stdout.splitlines()[0])
+    result = run_cli("evaluate", "teacher", row["bundle"], "--data", str(tiny_data), "--store", str(built_store),
+                     "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    by_name, by_folder = map(json.loads, result.stdout.splitlines())
+    assert by_name["accuracy"] == row["accuracy"] and by_name["test_examples"] == 80  # same split, same figure
+    assert by_folder["agreement"] == 1.0
+    every = json.loads(run_cli("evaluate", "teacher", "--data", str(tiny_data), "--split", "all", "--store",
+                               str(built_store), "--json").stdout)
+    assert every["test_examples"] == 340
+    table = run_cli("evaluate", "teacher", "--data", str(tiny_data), "--store", str(built_store)).stdout
+    assert "agreement is with teacher" in table and f"{row['accuracy'] * 100:.1f} (" in table
+    named = tmp_path / "named.csv"  # string labels the model does not have: refused, not silently mis-scored
+    named.write_text("text,label\n" + "".join(f"a good film {i},pos\nan awful film {i},neg\n" for i in range(20)))
+    result = run_cli("evaluate", "teacher", "--data", str(named), "--store", str(built_store))
+    assert result.returncode == 1 and "do not match the model's labels" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")  # one line, no traceback
+
+
 def test_sources_lists_embedded():
     result = run_cli("sources", "--json")
     refs = {r["ref"] for r in json.loads(result.stdout)}

@@ -122,3 +122,14 @@ def test_int_labels_not_starting_at_zero_are_renumbered(tmp_path):
     data = load_data(DataConfig(source=str(path)))
     assert data.labels == ["1", "2"]
     assert set(data.splits["train"]["label"]) == {0, 1}
+
+
+def test_align_labels_by_name_or_by_bare_id():
+    from compression.data import align_labels
+
+    assert align_labels(["positive", "negative"], ["negative", "positive"]) == [1, 0]
+    assert align_labels(["0", "1"], ["negative", "positive"]) == [0, 1]
+    with pytest.raises(LabError, match="do not match"):
+        align_labels(["pos", "neg"], ["negative", "positive"], "my.csv")
+    with pytest.raises(LabError, match="do not match"):
+        align_labels(["0", "1", "2"], ["negative", "positive"])

@@ -13,6 +13,7 @@ The word substitution is pure (text in, text out, seeded); the embedding neighbo
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 from pathlib import Path
@@ -29,23 +30,30 @@ WORD_MARKERS = ("▁", "Ġ")  # SentencePiece / byte-level BPE word-start marker
 def vocabulary_words(tokenizer) -> dict[str, int]:
     """Whole alphabetic words of a tokenizer's vocabulary (word -> token id): the replacement candidates.
 
-    Sub-word pieces (``##ing``), special tokens and punctuation are left out, so a replacement is always a word.
+    Sub-word pieces, special tokens and punctuation are left out, so a replacement is always a word. WordPiece marks
+    continuations (``##ing``); SentencePiece and byte-level BPE mark word *starts* (``▁good``, ``Ġgood``), and
+    there an unmarked token is a continuation.
     """
-    words = {}
+    vocab = tokenizer.get_vocab()
     special = set(tokenizer.all_special_tokens)
-    for token, index in tokenizer.get_vocab().items():
-        if token in special:
+    marked = not any(t.startswith("##") for t in vocab) and any(t[:1] in WORD_MARKERS for t in vocab)
+    words = {}
+    for token, index in sorted(vocab.items(), key=lambda item: item[1]):  # lowest id wins: stable across runs
+        if token in special or (marked and token[:1] not in WORD_MARKERS):
             continue
-        word = token[1:] if token[:1] in WORD_MARKERS else token
+        word = token[1:] if marked else token
         if len(word) >= 2 and word.isalpha() and word.isascii():
             words.setdefault(word, index)
     return words
 
 
 def embedding_neighbours(embeddings: np.ndarray, words: dict[str, int], wanted: set[str], k: int,
-                         chunk: int = 2048) -> dict[str, list[str]]:
+                         chunk: int = 512) -> dict[str, list[str]]:
     """For each word of ``wanted`` in ``words``, its ``k`` nearest other words by cosine of the embedding rows."""
     vocab = sorted(words)
+    k = min(k, len(vocab) - 1)
+    if k < 1:
+        return {}
     matrix = embeddings[[words[w] for w in vocab]].astype(np.float32)
     matrix /= np.linalg.norm(matrix, axis=1, keepdims=True).clip(min=1e-8)
     position = {w: i for i, w in enumerate(vocab)}
@@ -72,10 +80,11 @@ def perturb(text: str, neighbours: dict[str, list[str]], replace: float, rng: ra
 
 
 def augment_texts(texts: list[str], neighbours: dict[str, list[str]], copies: int, replace: float,
-                  seed: int) -> list[str]:
-    """``copies`` perturbed versions of each text, duplicates of an original or of each other dropped."""
+                  seed: int, avoid: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """``copies`` perturbed versions of each text; duplicates of an original, of each other or of ``avoid`` (the
+    data's other texts: a copy equal to a test text would leak its teacher label into training) dropped."""
     rng = random.Random(seed)
-    seen = set(texts)
+    seen = set(texts) | set(avoid)
     out = []
     for text in texts:
         for _ in range(copies):
@@ -95,22 +104,28 @@ def source_texts(texts: list[str], min_words: int, max_texts: int | None, seed: 
 
 
 def teacher_augmented(teacher_folder: str | Path, train_texts: list[str], cfg, seed: int, cache_dir: str | Path,
-                      progress: Progress | None = None) -> tuple[list[str], np.ndarray]:
-    """Augmented texts and the teacher's logits on them, cached on disk by (teacher, training texts, config, seed).
+                      progress: Progress | None = None,
+                      other_texts: list[str] = ()) -> tuple[list[str], np.ndarray]:
+    """Augmented texts and the teacher's logits on them, cached on disk.
 
+    The cache key covers everything the result depends on: the teacher's content and max length, the training texts,
+    the other splits' texts (copies equal to one are dropped), the config, the seed and the lab's version.
     Labelling dominates the time (one teacher forward pass per new text), so it runs in chunks with progress.
     """
     import dataclasses
 
-    from .bundle import fingerprint, load_bundle
+    from . import __version__
+    from .bundle import fingerprint, load_bundle, read_meta
 
     report = progress or (lambda f, m: None)
     digest = hashlib.sha256("\x1d".join(train_texts).encode())
-    digest.update(f"{fingerprint(teacher_folder)}|{sorted(dataclasses.asdict(cfg).items())}|{seed}".encode())
+    digest.update(b"\x1c" + "\x1d".join(other_texts).encode())
+    digest.update(f"{fingerprint(teacher_folder)}|{read_meta(teacher_folder)['max_length']}|"
+                  f"{sorted(dataclasses.asdict(cfg).items())}|{seed}|{__version__}".encode())
     path = Path(cache_dir) / f"augmented-{digest.hexdigest()[:24]}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as cached:
-            return [str(t) for t in cached["texts"]], cached["logits"]
+            return json.loads(cached["texts"].tobytes().decode()), cached["logits"]
     teacher = load_bundle(teacher_folder)
     chosen = source_texts(train_texts, cfg.min_words, cfg.max_texts, seed)
     report(0.0, f"augment: {len(chosen):,} training texts of ≥ {cfg.min_words} words; finding word neighbours")
@@ -118,7 +133,7 @@ def teacher_augmented(teacher_folder: str | Path, train_texts: list[str], cfg, s
     wanted = {w.lower() for t in chosen for w in t.split()}
     embeddings = teacher.model.get_input_embeddings().weight.detach().float().numpy()
     neighbours = embedding_neighbours(embeddings, words, wanted, cfg.neighbours)
-    texts = augment_texts(chosen, neighbours, cfg.copies, cfg.replace, seed)
+    texts = augment_texts(chosen, neighbours, cfg.copies, cfg.replace, seed, avoid=set(other_texts))
     logits = np.zeros((len(texts), len(teacher.labels)), dtype=np.float32)
     step = 2048
     for start in range(0, len(texts), step):
@@ -126,7 +141,8 @@ def teacher_augmented(teacher_folder: str | Path, train_texts: list[str], cfg, s
         logits[start:start + step] = teacher.logits(texts[start:start + step], batch_size=64)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
-    np.savez(tmp, texts=np.array(texts, dtype=str), logits=logits)
+    # Texts as UTF-8 JSON bytes: a fixed-width numpy string array would take rows x longest text x 4 bytes.
+    np.savez(tmp, texts=np.frombuffer(json.dumps(texts).encode(), dtype=np.uint8), logits=logits)
     failpoint("augment.before-cache")
     os.replace(tmp, path)  # readers never see half a cache file
     report(1.0, f"augment: {len(texts):,} new texts labelled by the teacher")

@@ -262,17 +262,27 @@ def cmd_evaluate(args) -> int:
 
     folders = [_bundle_folder(v, args.store) for v in args.bundles]  # a bad name fails before any model loads
     data = load_data(DataConfig(source=args.data))
+    if args.split in data.carved:  # e.g. GLUE hides its test labels: "test" would be a tenth of train
+        raise LabError(f"{args.data} has no labelled {args.split} split (the lab would cut one out of its train "
+                       f"rows); pick another --split or --split all")
     splits = SPLITS if args.split == "all" else (args.split,)
     texts = [t for s in splits for t in data.splits[s]["text"]]
     ids = [y for s in splits for y in data.splits[s]["label"]]
-    reference, rows = None, []
+    reference, rows = None, []  # the first variant's predictions, as label names
     for given, folder in zip(args.bundles, folders):
         bundle = load_bundle(folder)
         labels = np.asarray(align_labels(data.labels, bundle.labels, args.data))[ids]
         print(f"scoring {given} on {len(texts):,} texts", file=sys.stderr, flush=True)
         logits = bundle.logits(texts, batch_size=64)
-        reference = logits if reference is None else reference
-        metrics = score_logits(logits, labels, reference)
+        if reference is None:
+            reference = [bundle.labels[i] for i in logits.argmax(1)]
+        comparable = set(reference) <= set(bundle.labels)
+        # Agreement by label name, so variants that order their labels differently still compare.
+        same = np.eye(len(bundle.labels), dtype=np.float32)[[bundle.labels.index(n) if comparable else 0
+                                                              for n in reference]]
+        metrics = score_logits(logits, labels, same)
+        if not comparable:
+            metrics["agreement"] = None
         rows.append({"name": bundle.name, "given": given, "bundle": str(folder), "data": args.data,
                      "split": args.split, **metrics})
         if args.json:
@@ -283,7 +293,7 @@ def cmd_evaluate(args) -> int:
         print(f"{'variant':<{width}} {'accuracy % (95% CI)':>22} {'macro-F1':>9} {'agreement %':>12}")
         for r in rows:
             ci = f"{r['accuracy'] * 100:.1f} ({r['accuracy_ci_low'] * 100:.1f}–{r['accuracy_ci_high'] * 100:.1f})"
-            print(f"{r['given']:<{width}} {ci:>22} {r['f1']:>9.3f} {r['agreement'] * 100:>12.1f}")
+            print(f"{r['given']:<{width}} {ci:>22} {r['f1']:>9.3f} {_fmt(r['agreement'], '.1f', 100):>12}")
     return 0
 
 

@@ -37,6 +37,7 @@ class LabeledData:
     labels: list[str]      # label id -> name
     source: str
     fingerprint: str       # changes whenever any text, label or label name changes
+    carved: tuple[str, ...] = ()  # splits the source lacked (or hid the labels of), cut out of its train rows
 
     def summary(self) -> str:
         sizes = ", ".join(f"{s} {len(self.splits[s]):,}" for s in SPLITS)
@@ -231,8 +232,8 @@ def load_data(cfg: "DataConfig", base_dir: str | Path | None = None) -> LabeledD
         if "validation" not in splits:
             raise LabError(f"{cfg.source}: no train or validation split to train on (found {', '.join(splits)})")
         splits["train"] = splits.pop("validation")
-    for missing in ("test", "validation"):
-        if missing not in splits:
+    carved = tuple(s for s in ("test", "validation") if s not in splits)
+    for missing in carved:
             if len(splits["train"]) < 20:
                 raise LabError(f"{cfg.source}: too few rows ({len(splits['train'])}) to carve out a {missing} split")
             try:
@@ -245,14 +246,16 @@ def load_data(cfg: "DataConfig", base_dir: str | Path | None = None) -> LabeledD
         if limit is not None and len(splits[split]) > limit:
             splits[split] = splits[split].shuffle(seed=cfg.seed).select(range(limit))
     splits = DatasetDict({s: splits[s] for s in SPLITS})
-    return LabeledData(splits, names, cfg.source, _fingerprint(splits, names))
+    return LabeledData(splits, names, cfg.source, _fingerprint(splits, names), carved)
 
 
 def align_labels(data_labels: list[str], model_labels: list[str], source: str = "data") -> list[int]:
-    """For each label id of the data, the model's label id: by name, or as is when the data has bare ids 0..K-1."""
+    """For each label id of the data, the model's label id: by name, or as is when the data has bare ids 0..K-1
+    (and the model's labels are names, not ids of their own)."""
     if all(name in model_labels for name in data_labels):
         return [model_labels.index(name) for name in data_labels]
-    if data_labels == [str(i) for i in range(len(data_labels))] and len(data_labels) <= len(model_labels):
+    bare = data_labels == [str(i) for i in range(len(data_labels))]
+    if bare and len(data_labels) <= len(model_labels) and not any(m.isdigit() for m in model_labels):
         return list(range(len(data_labels)))
     raise LabError(f"{source}: labels {data_labels} do not match the model's labels {model_labels}")
 

@@ -231,9 +231,6 @@ def build(recipe: Recipe, store: RunStore, data_dir: str | Path | None = None,
                                           lambda f, m: b.report("logits", f, m, log=False))
             b.report("logits", 1, f"teacher logits ready ({time.perf_counter() - t:.1f} s)")
 
-            b.train_data, b.train_logits = b.data, b.logits
-            if recipe.augment is not None:
-                _augment(b)
             # Recipes without augmentation keep the fingerprints they had before it existed.
             augment = [dataclasses.asdict(recipe.augment)] if recipe.augment is not None else []
 
@@ -313,6 +310,16 @@ def _teacher(b: _Build) -> None:
     b.finish(cfg.name, metrics, timings, check)
 
 
+def _training_data(b: _Build) -> None:
+    """What distillation trains on: the data, plus the augmented texts. Made when the first stage trains, so a
+    rerun that reuses every student never pays for labelling them."""
+    if b.train_data is None:
+        if b.recipe.augment is None:
+            b.train_data, b.train_logits = b.data, b.logits
+        else:
+            _augment(b)
+
+
 def _augment(b: _Build) -> None:
     """Perturbed copies of the longer training texts, labelled by the teacher, appended to the training split."""
     import numpy as np
@@ -325,7 +332,9 @@ def _augment(b: _Build) -> None:
     with b.procs.main_first():  # main computes and caches; the others then read the cache
         texts, logits = teacher_augmented(b.folders[b.recipe.teacher.name], list(train["text"]), b.recipe.augment,
                                           b.recipe.seed, b.store.root / "cache",
-                                          lambda f, m: b.report("augment", f, m, log=False))
+                                          lambda f, m: b.report("augment", f, m, log=False),
+                                          other_texts=[t for s in ("validation", "test")
+                                                       for t in b.data.splits[s]["text"]])
     extra = Dataset.from_dict({"text": texts, "label": logits.argmax(-1).tolist()}, features=train.features)
     b.train_data = dataclasses.replace(b.data, splits=DatasetDict({**b.data.splits,
                                                                    "train": concatenate_datasets([train, extra])}))
@@ -341,6 +350,7 @@ def _student(b: _Build, cfg) -> None:
     from .distill import build_student, shares_tokenizer, tokenize, train
     from .errors import LabError
 
+    _training_data(b)
     teacher_dir = b.folders[b.recipe.teacher.name]
     b.report(cfg.name, 0, f"{cfg.name}: building student ({cfg.init}{' of ' + cfg.model if cfg.model else ''})")
     tokenizer, model = build_student(cfg, teacher_dir, b.data.labels)
@@ -388,7 +398,11 @@ def _prune(b: _Build, cfg) -> None:
     b.report(cfg.name, 0, f"{cfg.name}: {cfg.method} pruning of {cfg.source}")
     source = _fp32_source(b.folders[cfg.source])
     model, tokenizer = source.model.train(), source.tokenizer
-    dataset = tokenize(b.train_data, tokenizer, source.max_length, b.train_logits)
+    if cfg.recover is not None:  # only the recovery epochs train; pruning itself ranks on validation
+        _training_data(b)
+        dataset = tokenize(b.train_data, tokenizer, source.max_length, b.train_logits)
+    else:
+        dataset = tokenize(b.data, tokenizer, source.max_length, b.logits)
     timings, details = {}, {}
     t = time.perf_counter()
     if cfg.method == "magnitude":

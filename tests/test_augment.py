@@ -16,11 +16,25 @@ from .conftest import run_cli
 
 def test_vocabulary_words_are_whole_words_only(tiny_teacher):
     tokenizer = load_bundle(tiny_teacher).tokenizer
-    words = tokenizer.get_vocab()
-    tokenizer.add_tokens(["##ish"])  # a sub-word piece must never become a replacement
     found = vocabulary_words(tokenizer)
-    assert "good" in found and "boring" in found and found["good"] == words["good"]
-    assert not any(w.startswith(("[", "#")) for w in found)  # no [CLS], [PAD], ##ish
+    assert "good" in found and "boring" in found and found["good"] == tokenizer.get_vocab()["good"]
+    assert set(found) <= {t for t in tokenizer.get_vocab() if t.isalpha()} and "CLS" not in found
+
+
+def test_vocabulary_words_of_a_byte_level_bpe_are_word_starts():
+    """In BPE and SentencePiece vocabularies a marker starts a word; an unmarked token continues one."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(["a good film with a great plot and goodness"] * 20, vocab_size=400, min_frequency=1,
+                            special_tokens=["<s>", "</s>"])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<s>", eos_token="</s>")
+    tokens = {index: token for token, index in tokenizer.get_vocab().items()}
+    found = vocabulary_words(tokenizer)
+    assert {"good", "great", "plot"} <= set(found)
+    assert all(tokens[index] == "Ġ" + word for word, index in found.items())  # never a continuation piece
+    assert any(t.isalpha() and len(t) >= 2 and "Ġ" + t not in tokens.values() for t in tokens.values())
 
 
 def test_embedding_neighbours_rank_by_cosine():
@@ -28,6 +42,8 @@ def test_embedding_neighbours_rank_by_cosine():
     emb = np.array([[1, 0, 0], [0.9, 0.1, 0], [-1, 0, 0.1], [-0.9, 0, 0.2], [0, 1, 0]], dtype=np.float32)
     found = embedding_neighbours(emb, words, {"good", "awful", "absent"}, k=2)
     assert found == {"good": ["great", "plot"], "awful": ["bad", "plot"]}  # never itself; unknown words skipped
+    assert embedding_neighbours(emb, words, {"good"}, k=50)["good"][-1] == "bad"  # k capped at the other words
+    assert embedding_neighbours(emb[:1], {"good": 0}, {"good"}, k=3) == {}  # a one-word vocabulary has none
 
 
 def test_perturb_replaces_only_words_with_neighbours():
@@ -45,6 +61,8 @@ def test_augment_texts_is_seeded_and_drops_duplicates():
     assert first == augment_texts(texts, neighbours, copies=3, replace=1.0, seed=1)
     assert len(first) == len(set(first)) <= 4  # only 2 variants each exist; the third text cannot change
     assert not set(first) & set(texts)
+    avoided = augment_texts(texts, neighbours, copies=3, replace=1.0, seed=1, avoid={"a great plot"})
+    assert "a great plot" in first and "a great plot" not in avoided  # e.g. a test text: never in training
 
 
 def test_source_texts_picks_long_texts_and_a_seeded_subset():
@@ -91,5 +109,8 @@ def test_build_with_augmentation_trains_students_on_more_text(tiny_data, tiny_mo
     assert "teacher-labelled texts join the 200 training texts" in result.stderr + result.stdout
     assert "teacher: unchanged" in result.stderr + result.stdout  # augmentation leaves the teacher alone
     assert "half: unchanged" not in result.stderr + result.stdout  # ... and retrains the student
+    again = run_cli("build", str(tmp_path / "aug.yaml"), "--store", store)
+    assert "half: unchanged" in again.stderr + again.stdout
+    assert "augment:" not in again.stderr + again.stdout  # nothing trains, so nothing is augmented
     rows = [json.loads(line) for line in run_cli("list", "--json", "--store", store).stdout.splitlines()]
     assert {r["name"] for r in rows} == {"teacher", "half"} and all(r["accuracy"] is not None for r in rows)

@@ -61,6 +61,8 @@ def test_evaluate_on_other_data_matches_the_recorded_test_figures(built_store, t
     named = tmp_path / "named.csv"  # string labels the model does not have: refused, not silently mis-scored
     named.write_text("text,label\n" + "".join(f"a good film {i},pos\nan awful film {i},neg\n" for i in range(20)))
     result = run_cli("evaluate", "teacher", "--data", str(named), "--store", str(built_store))
+    assert result.returncode == 1 and "has no labelled test split" in result.stderr  # a file has no test split
+    result = run_cli("evaluate", "teacher", "--data", str(named), "--split", "all", "--store", str(built_store))
     assert result.returncode == 1 and "do not match the model's labels" in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: ")  # one line, no traceback
 

@@ -15,6 +15,7 @@ def test_folder_of_tsv_splits(tiny_data):
     assert [len(data.splits[s]) for s in ("train", "validation", "test")] == [200, 60, 80]
     assert set(data.splits["test"].column_names) == {"text", "label"}
     assert data.fingerprint == load_data(DataConfig(source=str(tiny_data))).fingerprint
+    assert data.carved == ()
 
 
 def test_label_names_and_limits(tiny_data):
@@ -36,6 +37,7 @@ def test_single_csv_with_string_labels_is_split_deterministically(tmp_path):
     assert sum(len(a.splits[s]) for s in a.splits) == 300
     assert a.fingerprint == b.fingerprint
     assert a.splits["test"][0]["text"].endswith(", really")
+    assert a.carved == ("test", "validation")  # cut out of train: `evaluate` refuses to call them held out
 
 
 def test_jsonl_and_parquet(tmp_path):
@@ -133,3 +135,5 @@ def test_align_labels_by_name_or_by_bare_id():
         align_labels(["pos", "neg"], ["negative", "positive"], "my.csv")
     with pytest.raises(LabError, match="do not match"):
         align_labels(["0", "1", "2"], ["negative", "positive"])
+    with pytest.raises(LabError, match="do not match"):  # the model's own ids are not positions
+        align_labels(["0", "1"], ["1", "2"])

@@ -333,8 +333,8 @@ def _augment(b: _Build) -> None:
         texts, logits = teacher_augmented(b.folders[b.recipe.teacher.name], list(train["text"]), b.recipe.augment,
                                           b.recipe.seed, b.store.root / "cache",
                                           lambda f, m: b.report("augment", f, m, log=False),
-                                          other_texts=[t for s in ("validation", "test")
-                                                       for t in b.data.splits[s]["text"]])
+                                          other_texts=[text for split in ("validation", "test")
+                                                       for text in b.data.splits[split]["text"]])
     extra = Dataset.from_dict({"text": texts, "label": logits.argmax(-1).tolist()}, features=train.features)
     b.train_data = dataclasses.replace(b.data, splits=DatasetDict({**b.data.splits,
                                                                    "train": concatenate_datasets([train, extra])}))

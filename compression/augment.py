@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-
-from .errors import failpoint
 
 Progress = Callable[[float, str], None]
 WORD_MARKERS = ("▁", "Ġ")  # SentencePiece / byte-level BPE word-start markers
@@ -116,6 +113,7 @@ def teacher_augmented(teacher_folder: str | Path, train_texts: list[str], cfg, s
 
     from . import __version__
     from .bundle import fingerprint, load_bundle, read_meta
+    from .distill import save_cache
 
     report = progress or (lambda f, m: None)
     digest = hashlib.sha256("\x1d".join(train_texts).encode())
@@ -139,11 +137,8 @@ def teacher_augmented(teacher_folder: str | Path, train_texts: list[str], cfg, s
     for start in range(0, len(texts), step):
         report(start / max(len(texts), 1), f"augment: teacher labels {start:,}/{len(texts):,} new texts")
         logits[start:start + step] = teacher.logits(texts[start:start + step], batch_size=64)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
     # Texts as UTF-8 JSON bytes: a fixed-width numpy string array would take rows x longest text x 4 bytes.
-    np.savez(tmp, texts=np.frombuffer(json.dumps(texts).encode(), dtype=np.uint8), logits=logits)
-    failpoint("augment.before-cache")
-    os.replace(tmp, path)  # readers never see half a cache file
+    save_cache(path, "augment.before-cache", texts=np.frombuffer(json.dumps(texts).encode(), dtype=np.uint8),
+               logits=logits)
     report(1.0, f"augment: {len(texts):,} new texts labelled by the teacher")
     return texts, logits

@@ -102,12 +102,18 @@ def teacher_logits(teacher_folder: str | Path, data: LabeledData, cache_dir: str
         if progress:
             progress(i / len(SPLITS), f"teacher logits on {split} ({len(data.splits[split]):,} texts)")
         out[split] = teacher.logits(list(data.splits[split]["text"]), batch_size=64)
+    save_cache(path, "logits.before-cache", **out)
+    return out
+
+
+def save_cache(path: Path, point: str, **arrays: np.ndarray) -> None:
+    """Write an ``.npz`` cache atomically: readers never see half a file; a dead writer leaves only a temp file,
+    which the store removes when it next opens. ``point`` names the failpoint just before the rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
-    np.savez(tmp, **out)
-    failpoint("logits.before-cache")
-    os.replace(tmp, path)  # readers never see half a cache file
-    return out
+    np.savez(tmp, **arrays)
+    failpoint(point)
+    os.replace(tmp, path)
 
 
 def tokenize(data: LabeledData, tokenizer, max_length: int, logits: dict[str, np.ndarray] | None = None):

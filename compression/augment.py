@@ -7,6 +7,10 @@ with some probability, by one of its nearest neighbours in the teacher's word-em
 more sentence-length text, and the teacher's logits on each copy say what it should predict there. The gold label
 of the original no longer applies to a copy (a replaced word may flip it): copies carry the teacher's label.
 
+A transfer set does the same with real text: unlabelled in-domain texts (say, more reviews) labelled by the teacher.
+Only texts that are new are kept: one that largely repeats a training, validation or test text (or one of an
+``exclude`` set) is dropped, so no evaluated sentence reaches training under another spelling.
+
 The word substitution is pure (text in, text out, seeded); the embedding neighbours are computed once per teacher.
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +27,7 @@ import numpy as np
 
 Progress = Callable[[float, str], None]
 WORD_MARKERS = ("▁", "Ġ")  # SentencePiece / byte-level BPE word-start markers
+PTB_BRACKETS = re.compile(r"-[lr][rsc]b-")  # Penn Treebank's -lrb- / -rrb- ... (SST writes "(" that way)
 
 
 def vocabulary_words(tokenizer) -> dict[str, int]:
@@ -100,6 +106,62 @@ def source_texts(texts: list[str], min_words: int, max_texts: int | None, seed: 
     return chosen
 
 
+def normal_form(text: str) -> str:
+    """``text`` lower-cased with Treebank brackets, spaces and punctuation removed: "Does n't -LRB- sic -RRB-" and
+    "doesn't (sic)" are both "doesntsic"."""
+    return re.sub(r"[^a-z0-9]", "", PTB_BRACKETS.sub("", text.lower()))
+
+
+def _grams(text: str, n: int) -> set[int]:
+    s = normal_form(text)
+    return {hash(s[i:i + n]) for i in range(max(len(s) - n + 1, 1))} if s else set()
+
+
+def new_texts(texts: list[str], known: list[str], n: int = 12, share: float = 0.5) -> list[str]:
+    """``texts`` (first of each, in order) without those that largely repeat a ``known`` text or an earlier kept one:
+    at least ``share`` of their character ``n``-grams (of the normal form) occur there. Catches one sentence written
+    two ways and a sentence whose phrases are all known (SST's training split holds the phrases of its sentences)."""
+    seen: set[int] = set()
+    for text in known:
+        seen |= _grams(text, n)
+    out = []
+    for text in dict.fromkeys(t.strip() for t in texts):
+        grams = _grams(text, n)
+        if grams and len(grams & seen) < share * len(grams):
+            out.append(text)
+            seen |= grams
+    return out
+
+
+def _label(teacher, texts: list[str], report: Progress, what: str) -> np.ndarray:
+    """The teacher's logits on ``texts``, in chunks with progress: one forward pass per text dominates the time."""
+    logits = np.zeros((len(texts), len(teacher.labels)), dtype=np.float32)
+    step = 2048
+    for start in range(0, len(texts), step):
+        report(start / max(len(texts), 1), f"{what}: teacher labels {start:,}/{len(texts):,} new texts")
+        logits[start:start + step] = teacher.logits(texts[start:start + step], batch_size=64)
+    return logits
+
+
+def teacher_transfer(teacher_folder: str | Path, texts: list[str], cache_dir: str | Path,
+                     progress: Progress | None = None) -> np.ndarray:
+    """The teacher's logits on a transfer set's ``texts``, cached on disk (key: teacher content and max length, the
+    texts, the lab's version)."""
+    from . import __version__
+    from .bundle import fingerprint, load_bundle, read_meta
+    from .distill import save_cache
+
+    digest = hashlib.sha256("\x1d".join(texts).encode())
+    digest.update(f"{fingerprint(teacher_folder)}|{read_meta(teacher_folder)['max_length']}|{__version__}".encode())
+    path = Path(cache_dir) / f"transfer-{digest.hexdigest()[:24]}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as cached:
+            return cached["logits"]
+    logits = _label(load_bundle(teacher_folder), texts, progress or (lambda f, m: None), "transfer")
+    save_cache(path, "transfer.before-cache", logits=logits)
+    return logits
+
+
 def teacher_augmented(teacher_folder: str | Path, train_texts: list[str], cfg, seed: int, cache_dir: str | Path,
                       progress: Progress | None = None,
                       other_texts: list[str] = ()) -> tuple[list[str], np.ndarray]:
@@ -113,13 +175,15 @@ def teacher_augmented(teacher_folder: str | Path, train_texts: list[str], cfg, s
 
     from . import __version__
     from .bundle import fingerprint, load_bundle, read_meta
+    from .config import TRANSFER_FIELDS
     from .distill import save_cache
 
     report = progress or (lambda f, m: None)
     digest = hashlib.sha256("\x1d".join(train_texts).encode())
     digest.update(b"\x1c" + "\x1d".join(other_texts).encode())
+    copy_settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in TRANSFER_FIELDS}
     digest.update(f"{fingerprint(teacher_folder)}|{read_meta(teacher_folder)['max_length']}|"
-                  f"{sorted(dataclasses.asdict(cfg).items())}|{seed}|{__version__}".encode())
+                  f"{sorted(copy_settings.items())}|{seed}|{__version__}".encode())
     path = Path(cache_dir) / f"augmented-{digest.hexdigest()[:24]}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as cached:
@@ -132,11 +196,7 @@ def teacher_augmented(teacher_folder: str | Path, train_texts: list[str], cfg, s
     embeddings = teacher.model.get_input_embeddings().weight.detach().float().numpy()
     neighbours = embedding_neighbours(embeddings, words, wanted, cfg.neighbours)
     texts = augment_texts(chosen, neighbours, cfg.copies, cfg.replace, seed, avoid=set(other_texts))
-    logits = np.zeros((len(texts), len(teacher.labels)), dtype=np.float32)
-    step = 2048
-    for start in range(0, len(texts), step):
-        report(start / max(len(texts), 1), f"augment: teacher labels {start:,}/{len(texts):,} new texts")
-        logits[start:start + step] = teacher.logits(texts[start:start + step], batch_size=64)
+    logits = _label(teacher, texts, report, "augment")
     # Texts as UTF-8 JSON bytes: a fixed-width numpy string array would take rows x longest text x 4 bytes.
     save_cache(path, "augment.before-cache", texts=np.frombuffer(json.dumps(texts).encode(), dtype=np.uint8),
                logits=logits)

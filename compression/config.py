@@ -125,11 +125,15 @@ class DistillConfig:
         return self.hidden_weight > 0 or self.attention_weight > 0
 
 
+TRANSFER_FIELDS = ("transfer", "exclude", "max_transfer")
+
+
 @dataclass
 class AugmentConfig:
-    """Teacher-labelled augmentation: perturbed copies of the longer training texts join every distillation stage."""
+    """Teacher-labelled extra text for every distillation stage: perturbed copies of the longer training texts and
+    an optional transfer set of unlabelled in-domain texts."""
 
-    copies: int = field(default=1, metadata={"help": "new texts made from each chosen training text"})
+    copies: int = field(default=1, metadata={"help": "new texts made from each chosen training text (0: none)"})
     min_words: int = field(default=10, metadata={
         "help": "only training texts with at least this many words are perturbed (sentence-like text)"})
     max_texts: int | None = field(default=None, metadata={"help": "seeded subset of the chosen training texts"})
@@ -137,12 +141,34 @@ class AugmentConfig:
         "help": "probability that a word is replaced by one of its embedding neighbours"})
     neighbours: int = field(default=15, metadata={
         "help": "nearest words (cosine, teacher's word embeddings) a replacement is drawn from"})
+    transfer: str | None = field(default=None, metadata={
+        "help": "transfer set: a data reference (embedded:rotten-tomatoes, a file, a folder) whose texts, labels "
+                "ignored, are labelled by the teacher; texts that largely repeat a text of the data are dropped"})
+    exclude: list[str] = field(default_factory=list, metadata={
+        "help": "data references whose texts are also kept out of the transfer set (e.g. a held-out set)"})
+    max_transfer: int | None = field(default=None, metadata={
+        "help": "seeded subset of the transfer set's new texts (labelling costs one teacher pass per text)"})
 
     def __post_init__(self):
-        for name in ("copies", "min_words", "neighbours"):
+        _check(self.copies >= 0, "copies", self.copies, "an integer >= 0")
+        for name in ("min_words", "neighbours"):
             _check(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
         _check(self.max_texts is None or self.max_texts >= 1, "max_texts", self.max_texts, ">= 1 or null")
         _check(0 < self.replace <= 1, "replace", self.replace, "0 < replace <= 1")
+        _check(self.copies >= 1 or self.transfer is not None, "copies", self.copies, ">= 1 unless a transfer set "
+               "is given (otherwise augmentation adds nothing)")
+        _check(self.transfer is None or bool(self.transfer.strip()), "transfer", self.transfer,
+               "a non-empty data reference or null")
+        _check(not self.exclude or self.transfer is not None, "exclude", self.exclude,
+               "only with a transfer set (copies never equal a data text already)")
+        _check(self.max_transfer is None or (self.max_transfer >= 1 and self.transfer is not None), "max_transfer",
+               self.max_transfer, "an integer >= 1 with a transfer set, or null")
+
+    def key(self) -> dict:
+        """What a student's fingerprint records: the transfer settings only when set, so recipes written before
+        they existed keep their fingerprints."""
+        out = dataclasses.asdict(self)
+        return {k: v for k, v in out.items() if k not in TRANSFER_FIELDS or v}
 
 
 STUDENT_INITS = ("pretrained", "teacher-layers", "pretrained-layers")

@@ -249,6 +249,18 @@ def load_data(cfg: "DataConfig", base_dir: str | Path | None = None) -> LabeledD
     return LabeledData(splits, names, cfg.source, _fingerprint(splits, names), carved)
 
 
+def load_texts(ref: str, base_dir: str | Path | None = None, text_column: str | None = None) -> list[str]:
+    """Every non-empty text of ``ref`` (all its splits, first of each, labels ignored): e.g. a transfer set."""
+    raw, _ = _raw(ref, Path(base_dir) if base_dir else None)
+    out: dict[str, None] = {}
+    for ds in raw.values():
+        column = _pick(list(ds.column_names), text_column, TEXT_COLUMNS, "text", ref)
+        out.update((t.strip(), None) for t in ds[column] if isinstance(t, str) and t.strip())
+    if not out:
+        raise LabError(f"{ref}: no texts")
+    return list(out)
+
+
 def align_labels(data_labels: list[str], model_labels: list[str], source: str = "data") -> list[int]:
     """For each label id of the data, the model's label id: by name, or as is when the data has bare ids 0..K-1
     (and the model's labels are names, not ids of their own)."""

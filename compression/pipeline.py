@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import random
 import shutil
 import sqlite3
 import time
@@ -109,6 +110,7 @@ class _Build:
         self.reused: set[str] = set()
         self.logits = None
         self.train_data, self.train_logits = None, None  # what distillation trains on: data + augmented texts
+        self.transfer_texts: list[str] | None = None  # the transfer set's new texts, when the recipe has one
         self._progress, self._plan = progress, plan
 
     def report(self, stage: str, within: float, message: str, log: bool = True) -> None:
@@ -215,7 +217,9 @@ def build(recipe: Recipe, store: RunStore, data_dir: str | Path | None = None,
             b.report("data", 0, f"loading data {recipe.data.source}")
             with procs.main_first():  # the datasets cache is written once
                 b.data = load_data(recipe.data, base_dir=data_dir)
-            b.report("data", 1, b.data.summary())
+                b.report("data", 1, b.data.summary())
+                if recipe.augment is not None and recipe.augment.transfer:
+                    _transfer_texts(b, data_dir)
 
             teacher = recipe.teacher
             teacher_fp = fingerprint("teacher", dataclasses.asdict(teacher), b.data.fingerprint, recipe.seed)
@@ -232,7 +236,9 @@ def build(recipe: Recipe, store: RunStore, data_dir: str | Path | None = None,
             b.report("logits", 1, f"teacher logits ready ({time.perf_counter() - t:.1f} s)")
 
             # Recipes without augmentation keep the fingerprints they had before it existed.
-            augment = [dataclasses.asdict(recipe.augment)] if recipe.augment is not None else []
+            augment = [recipe.augment.key()] if recipe.augment is not None else []
+            if b.transfer_texts is not None:  # the transfer set's content, not just its name
+                augment.append(hashlib.sha256("\x1d".join(b.transfer_texts).encode()).hexdigest())
 
             teacher_content = b.bundle_fingerprint(teacher.name)
             for cfg in recipe.students:
@@ -320,21 +326,47 @@ def _training_data(b: _Build) -> None:
             _augment(b)
 
 
+def _transfer_texts(b: _Build, data_dir) -> None:
+    """The transfer set's texts that are new: none largely repeats a text of the data or of ``exclude``."""
+    from .augment import new_texts
+    from .data import load_texts
+
+    cfg, t = b.recipe.augment, time.perf_counter()
+    known = [text for split in b.data.splits.values() for text in split["text"]]
+    for ref in cfg.exclude:
+        known += load_texts(ref, data_dir)
+    found = load_texts(cfg.transfer, data_dir)
+    fresh = new_texts(found, known)
+    b.transfer_texts = fresh
+    if cfg.max_transfer is not None and len(fresh) > cfg.max_transfer:
+        b.transfer_texts = random.Random(b.recipe.seed).sample(fresh, cfg.max_transfer)
+    b.report("data", 1, f"transfer set {cfg.transfer}: {len(fresh):,} of {len(found):,} texts are new "
+                        f"(the rest largely repeat a text of the data{' or of exclude' if cfg.exclude else ''}); "
+                        f"using {len(b.transfer_texts):,} ({time.perf_counter() - t:.1f} s)")
+
+
 def _augment(b: _Build) -> None:
-    """Perturbed copies of the longer training texts, labelled by the teacher, appended to the training split."""
+    """Teacher-labelled texts appended to the training split: perturbed copies of the longer training texts and
+    the transfer set's new texts."""
     import numpy as np
     from datasets import Dataset, DatasetDict, concatenate_datasets
 
-    from .augment import teacher_augmented
+    from .augment import teacher_augmented, teacher_transfer
 
-    t = time.perf_counter()
+    t, cfg = time.perf_counter(), b.recipe.augment
     train = b.data.splits["train"]
+    teacher = b.folders[b.recipe.teacher.name]
+    texts, logits = [], np.zeros((0, len(b.data.labels)), dtype=np.float32)
     with b.procs.main_first():  # main computes and caches; the others then read the cache
-        texts, logits = teacher_augmented(b.folders[b.recipe.teacher.name], list(train["text"]), b.recipe.augment,
-                                          b.recipe.seed, b.store.root / "cache",
-                                          lambda f, m: b.report("augment", f, m, log=False),
-                                          other_texts=[text for split in ("validation", "test")
-                                                       for text in b.data.splits[split]["text"]])
+        if cfg.copies:
+            texts, logits = teacher_augmented(teacher, list(train["text"]), cfg, b.recipe.seed, b.store.root / "cache",
+                                              lambda f, m: b.report("augment", f, m, log=False),
+                                              other_texts=[text for split in ("validation", "test")
+                                                           for text in b.data.splits[split]["text"]])
+        if b.transfer_texts:
+            texts = texts + b.transfer_texts
+            logits = np.concatenate([logits, teacher_transfer(teacher, b.transfer_texts, b.store.root / "cache",
+                                                              lambda f, m: b.report("augment", f, m, log=False))])
     extra = Dataset.from_dict({"text": texts, "label": logits.argmax(-1).tolist()}, features=train.features)
     b.train_data = dataclasses.replace(b.data, splits=DatasetDict({**b.data.splits,
                                                                    "train": concatenate_datasets([train, extra])}))

@@ -6,12 +6,12 @@ import random
 import numpy as np
 import pytest
 
-from compression.augment import (augment_texts, embedding_neighbours, perturb, source_texts, teacher_augmented,
-                                 vocabulary_words)
+from compression.augment import (augment_texts, embedding_neighbours, new_texts, normal_form, perturb, source_texts,
+                                 teacher_augmented, teacher_transfer, vocabulary_words)
 from compression.bundle import load_bundle
 from compression.config import AugmentConfig, from_dict, Recipe
 
-from .conftest import run_cli
+from .conftest import run_cli, synthetic_rows
 
 
 def test_vocabulary_words_are_whole_words_only(tiny_teacher):
@@ -89,10 +89,52 @@ def test_teacher_augmented_labels_new_texts_and_caches_them(tiny_teacher, tiny_d
     assert other != texts and len(list(tmp_path.glob("augmented-*.npz"))) == 2  # another config, another cache
 
 
-@pytest.mark.parametrize("field,value", [("replace", 0.0), ("copies", 0), ("min_words", 0), ("max_texts", 0)])
-def test_bad_augment_settings_name_the_field(field, value):
+@pytest.mark.parametrize("settings,field", [({"replace": 0.0}, "replace"), ({"copies": 0}, "copies"),
+                                            ({"copies": -1, "transfer": "t.tsv"}, "copies"),
+                                            ({"min_words": 0}, "min_words"), ({"max_texts": 0}, "max_texts"),
+                                            ({"transfer": " "}, "transfer"), ({"exclude": ["held.tsv"]}, "exclude"),
+                                            ({"max_transfer": 10}, "max_transfer"),
+                                            ({"transfer": "t.tsv", "max_transfer": 0}, "max_transfer")])
+def test_bad_augment_settings_name_the_field(settings, field):
     with pytest.raises(ValueError, match=f"augment.{field}"):
-        from_dict(Recipe, {"name": "r", "augment": {field: value}})
+        from_dict(Recipe, {"name": "r", "augment": settings})
+
+
+def test_augment_key_records_transfer_settings_only_when_set():
+    plain = AugmentConfig()
+    assert set(plain.key()) == {"copies", "min_words", "max_texts", "replace", "neighbours"}  # as before transfer
+    both = AugmentConfig(copies=0, transfer="more.tsv", exclude=["held.tsv"])
+    assert both.key()["transfer"] == "more.tsv" and both.key()["exclude"] == ["held.tsv"]
+    assert "max_transfer" not in both.key() and AugmentConfig(transfer="t", max_transfer=5).key()["max_transfer"] == 5
+
+
+def test_normal_form_ignores_case_spacing_punctuation_and_treebank_brackets():
+    assert normal_form("Does n't -LRB- sic -RRB- work .") == normal_form("doesn't (sic) work.") == "doesntsicwork"
+
+
+def test_new_texts_drops_respelled_and_covered_texts():
+    known = ["it does n't work , and the plot -lrb- such as it is -rrb- drags .", "a charming , funny film",
+             "the acting is superb"]
+    texts = ["It doesn't work, and the plot (such as it is) drags.",    # a known sentence, spelled another way
+             "A charming, funny film; the acting is superb.",          # its phrases are all known
+             "An overlong mess with one great scene near the end.",    # new
+             "An overlong mess with one great scene near the end!",    # the same new text again
+             "   ", "Nothing here resembles any review we have seen."]  # empty, new
+    assert new_texts(texts, known) == ["An overlong mess with one great scene near the end.",
+                                       "Nothing here resembles any review we have seen."]
+    assert new_texts(["a charming film indeed, from start to finish"], known) != []  # sharing a few words is fine
+
+
+def test_teacher_transfer_labels_texts_and_caches_them(tiny_teacher, tmp_path):
+    texts = [t for t, _ in synthetic_rows(40, seed=9)]
+    logits = teacher_transfer(tiny_teacher, texts, tmp_path)
+    assert logits.shape == (40, 2) and np.allclose(logits, load_bundle(tiny_teacher).logits(texts), atol=1e-4)
+    cache = list(tmp_path.glob("transfer-*.npz"))
+    stamp = cache[0].stat().st_mtime_ns
+    assert np.array_equal(teacher_transfer(tiny_teacher, texts, tmp_path), logits)
+    assert cache[0].stat().st_mtime_ns == stamp  # read back, not recomputed
+    teacher_transfer(tiny_teacher, texts[:20], tmp_path)
+    assert len(list(tmp_path.glob("transfer-*.npz"))) == 2  # other texts, another cache
 
 
 def test_build_with_augmentation_trains_students_on_more_text(tiny_data, tiny_model, tmp_path):
@@ -114,3 +156,39 @@ def test_build_with_augmentation_trains_students_on_more_text(tiny_data, tiny_mo
     assert "augment:" not in again.stderr + again.stdout  # nothing trains, so nothing is augmented
     rows = [json.loads(line) for line in run_cli("list", "--json", "--store", store).stdout.splitlines()]
     assert {r["name"] for r in rows} == {"teacher", "half"} and all(r["accuracy"] is not None for r in rows)
+
+
+def test_build_with_a_transfer_set_keeps_only_new_texts(tiny_data, tiny_model, tmp_path):
+    """Test texts (even respelled) and excluded texts never reach training; the transfer file's content, not its
+    name, decides whether a student is rebuilt."""
+    test_texts = [line.split("\t")[0] for line in (tiny_data / "test.tsv").read_text().splitlines()[1:]]
+    held = [t for t, _ in synthetic_rows(10, seed=11)]
+    new = [t for t, _ in synthetic_rows(30, seed=9)]
+    transfer = tmp_path / "more.csv"
+    transfer.write_text("review\n" + "\n".join(test_texts[:5] + [test_texts[5].upper() + " !"] + held + new) + "\n")
+    (tmp_path / "held.csv").write_text("text\n" + "\n".join(held) + "\n")
+    recipe = tmp_path / "transfer.yaml"
+    recipe.write_text(
+        f"name: transfer\ndata: {{source: {tiny_data}}}\n"
+        f"teacher: {{model: {tiny_model}, max_length: 32, train: {{epochs: 3, batch_size: 16, learning_rate: 0.003}}}}\n"
+        "students:\n  - {name: half, init: teacher-layers, max_length: 32, train: {epochs: 1, batch_size: 16}}\n"
+        f"augment: {{copies: 0, transfer: {transfer}, exclude: [{tmp_path / 'held.csv'}]}}\nbench: null\n")
+    store = str(tmp_path / "store")
+    first = run_cli("build", str(recipe), "--store", store)
+    assert first.returncode == 0, first.stderr[-3000:]
+    data_texts = [line.split("\t")[0] for split in ("train", "validation", "test")
+                  for line in (tiny_data / f"{split}.tsv").read_text().splitlines()[1:]]
+    kept = new_texts(test_texts[:5] + [test_texts[5].upper() + " !"] + held + new, data_texts + held)
+    assert set(kept) <= set(new) and len(kept) >= 20  # only the new texts, and nearly all of them
+    log = first.stderr + first.stdout
+    assert f"{len(kept):,} of {6 + len(held) + len(new):,} texts are new" in log
+    assert f"augment: {len(kept):,} teacher-labelled texts join the 200 training texts" in log
+    again = run_cli("build", str(recipe), "--store", store)
+    assert "half: unchanged" in again.stderr + again.stdout
+    transfer.write_text(transfer.read_text() + "\n".join(t for t, _ in synthetic_rows(5, seed=12)) + "\n")
+    changed = run_cli("build", str(recipe), "--store", store)
+    log = changed.stderr + changed.stdout
+    assert changed.returncode == 0 and "half: unchanged" not in log and "teacher: unchanged" in log
+    recipe.write_text(recipe.read_text().replace("exclude:", "max_transfer: 5, exclude:"))
+    capped = run_cli("build", str(recipe), "--store", store)
+    assert capped.returncode == 0 and "augment: 5 teacher-labelled texts join" in capped.stderr + capped.stdout

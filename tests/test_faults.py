@@ -15,7 +15,7 @@ import pytest
 from compression.bundle import bundle_problem, load_bundle
 from compression.store import RunStore
 
-from .conftest import ROOT, run_cli
+from .conftest import ROOT, run_cli, synthetic_rows
 
 RECIPE = """name: crash
 data: {{source: {data}}}
@@ -24,7 +24,7 @@ students:
   - {{name: half, init: teacher-layers, max_length: 32, train: {{epochs: 1, batch_size: 16, learning_rate: 0.003}}}}
 quantize:
   - {{name: half-int8, source: half, method: dynamic-int8}}
-augment: {{copies: 1, min_words: 6, neighbours: 3}}
+augment: {{copies: 1, min_words: 6, neighbours: 3, transfer: {transfer}}}
 bench: {{samples: 4, repeats: 1, warmup: 1, throughput_batches: 1, batch_size: 4, memory: false}}
 """
 VARIANTS = {"teacher", "half", "half-int8"}
@@ -32,8 +32,9 @@ VARIANTS = {"teacher", "half", "half-int8"}
 
 @pytest.fixture()
 def recipe(tmp_path, tiny_data, tiny_model):
-    path = tmp_path / "crash.yaml"
-    path.write_text(RECIPE.format(data=tiny_data, model=tiny_model))
+    path, transfer = tmp_path / "crash.yaml", tmp_path / "more.csv"
+    transfer.write_text("text\n" + "\n".join(t for t, _ in synthetic_rows(30, seed=9)) + "\n")
+    path.write_text(RECIPE.format(data=tiny_data, model=tiny_model, transfer=transfer))
     return str(path)
 
 
@@ -60,6 +61,7 @@ KILLS = [
     ("variant.before-finish:1", set()),           # teacher bundle in place and verified, not yet recorded
     ("logits.before-cache", {"teacher"}),         # teacher logits computed, cache file not yet in place
     ("augment.before-cache", {"teacher"}),        # augmented texts labelled, cache file not yet in place
+    ("transfer.before-cache", {"teacher"}),       # transfer set labelled, cache file not yet in place
     ("bundle.before-rename:2", {"teacher"}),      # while saving the student
     ("variant.before-finish:3", {"teacher", "half"}),  # quantized variant verified, not recorded
     ("bench.start", VARIANTS),                    # every variant finished, the run not

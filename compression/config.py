@@ -300,7 +300,8 @@ class Recipe:
     prune: list[PruneConfig] = field(default_factory=list)
     quantize: list[QuantizeConfig] = field(default_factory=list)
     augment: AugmentConfig | None = field(default=None, metadata={
-        "help": "teacher-labelled perturbed copies of training texts for the students and pruning recovery"})
+        "help": "teacher-labelled extra texts (perturbed copies, a transfer set) for the students and pruning "
+                "recovery"})
     bench: BenchConfig | None = field(default_factory=BenchConfig)
     seed: int = 42
     description: str = ""

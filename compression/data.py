@@ -234,13 +234,13 @@ def load_data(cfg: "DataConfig", base_dir: str | Path | None = None) -> LabeledD
         splits["train"] = splits.pop("validation")
     carved = tuple(s for s in ("test", "validation") if s not in splits)
     for missing in carved:
-            if len(splits["train"]) < 20:
-                raise LabError(f"{cfg.source}: too few rows ({len(splits['train'])}) to carve out a {missing} split")
-            try:
-                parts = splits["train"].train_test_split(test_size=0.1, seed=cfg.seed, stratify_by_column="label")
-            except ValueError:  # a class too rare to stratify: fall back to a plain seeded split
-                parts = splits["train"].train_test_split(test_size=0.1, seed=cfg.seed)
-            splits["train"], splits[missing] = parts["train"], parts["test"]
+        if len(splits["train"]) < 20:
+            raise LabError(f"{cfg.source}: too few rows ({len(splits['train'])}) to carve out a {missing} split")
+        try:
+            parts = splits["train"].train_test_split(test_size=0.1, seed=cfg.seed, stratify_by_column="label")
+        except ValueError:  # a class too rare to stratify: fall back to a plain seeded split
+            parts = splits["train"].train_test_split(test_size=0.1, seed=cfg.seed)
+        splits["train"], splits[missing] = parts["train"], parts["test"]
     limits = {"train": cfg.max_train_samples, "validation": cfg.max_eval_samples, "test": cfg.max_test_samples}
     for split, limit in limits.items():
         if limit is not None and len(splits[split]) > limit:

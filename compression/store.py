@@ -11,6 +11,7 @@ that died, so opening the store marks it failed (see RunStore.recover).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -421,7 +422,7 @@ class RunStore:
             merged = {**json.loads(row["meta_json"]), **(meta or {})}
             conn.execute("UPDATE variants SET status = 'finished', bundle = ?, meta_json = ?, "
                          "finished = ? WHERE id = ?",
-                         (str(bundle), _dumps(merged), time.time(), variant_id))
+                         (self._stored_path(bundle), _dumps(merged), time.time(), variant_id))
 
     def fail_variant(self, variant_id: int, error: str) -> None:
         with self._tx() as conn:
@@ -457,6 +458,26 @@ class RunStore:
                 "ON CONFLICT(variant_id, name) DO UPDATE SET value = excluded.value, "
                 "detail_json = COALESCE(?, metrics.detail_json)",
                 (variant_id, name, _metric_value(name, value), detail, detail))
+
+    def _stored_path(self, bundle: str | os.PathLike) -> str:
+        """A bundle inside the store is recorded relative to it, so a copied or moved store stays whole."""
+        path = Path(bundle)
+        if path.is_absolute():
+            with contextlib.suppress(ValueError):
+                return path.resolve().relative_to(self.root).as_posix()
+        return str(bundle)
+
+    def _bundle_path(self, stored: str | None) -> str | None:
+        """The absolute bundle folder of a recorded path. Stores written before paths were relative hold absolute
+        paths of wherever they were built: the part from ``artifacts/run-N`` on is looked up inside this store
+        instead, so a copied store never silently reads its original's bundles."""
+        if not stored:
+            return stored
+        parts = Path(stored).parts
+        if not Path(stored).is_absolute():
+            return str(self.root.joinpath(*parts))
+        starts = [i for i in range(len(parts) - 1) if parts[i] == "artifacts" and parts[i + 1].startswith("run-")]
+        return str(self.root.joinpath(*parts[starts[-1]:])) if starts else stored
 
     def _variant_row(self, conn: sqlite3.Connection, variant_id: int) -> sqlite3.Row:
         row = conn.execute("SELECT * FROM variants WHERE id = ?", (variant_id,)).fetchone()
@@ -498,8 +519,7 @@ class RunStore:
                                  f"known: {', '.join(known) or '(none)'}")
             return self._records(conn, [row])[0]
 
-    @staticmethod
-    def _records(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[VariantRecord]:
+    def _records(self, conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[VariantRecord]:
         metrics: dict[int, dict[str, float | None]] = {row["id"]: {} for row in rows}
         details: dict[int, dict[str, dict]] = {row["id"]: {} for row in rows}
         ids = list(metrics)
@@ -512,7 +532,7 @@ class RunStore:
                 details[m["variant_id"]][m["name"]] = json.loads(m["detail_json"])
         return [VariantRecord(
             id=row["id"], run_id=row["run_id"], name=row["name"], kind=row["kind"],
-            parent=row["parent"], status=row["status"], bundle=row["bundle"],
+            parent=row["parent"], status=row["status"], bundle=self._bundle_path(row["bundle"]),
             meta=json.loads(row["meta_json"]), created=row["created"], finished=row["finished"],
             metrics=metrics[row["id"]], metric_details=details[row["id"]],
         ) for row in rows]

@@ -96,7 +96,8 @@ def test_run_lifecycle(store: RunStore) -> None:
     listed = store.variants()
     assert [v.name for v in listed] == ["q8"]  # building variants are not listed
     v = listed[0]
-    assert v.status == "finished" and v.bundle == "artifacts/q8" and v.parent == "base"
+    # recorded relative to the store, read back absolute
+    assert v.status == "finished" and v.bundle == str(store.root / "artifacts" / "q8") and v.parent == "base"
     assert v.metrics == {"acc": 0.91, "size_mb": 120.0}
     assert v.metric_details == {"acc": {"n": 872}, "size_mb": {}}
     assert v.meta == {"bits": 8, "note": "ok"}
@@ -271,3 +272,25 @@ def test_many_processes_open_a_new_store_at_once(tmp_path):
              for _ in range(6)]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * 6, [o[1][-300:] for o in outs]
+
+
+def test_bundle_paths_are_relative_so_a_moved_store_stays_whole(tmp_path: Path) -> None:
+    import shutil
+
+    with RunStore(tmp_path / "old") as s:
+        run = s.start_run("r", {})
+        vid = s.add_variant(run, "teacher", "teacher")
+        folder = s.artifacts_dir / "run-1" / "teacher"
+        folder.mkdir(parents=True)
+        s.finish_variant(vid, str(folder), {})
+        # a store written before paths were relative: an absolute path of where it was built
+        legacy = s.add_variant(run, "int8", "quantized")
+        s.finish_variant(legacy, "/elsewhere/store/artifacts/run-1/int8", {})
+    with sqlite3.connect(tmp_path / "old" / "lab.sqlite") as conn:
+        assert conn.execute("SELECT bundle FROM variants WHERE id = 1").fetchone()[0] == "artifacts/run-1/teacher"
+    shutil.copytree(tmp_path / "old", tmp_path / "new")
+    shutil.rmtree(tmp_path / "old")
+    with RunStore(tmp_path / "new") as s:
+        bundles = {v.name: v.bundle for v in s.variants()}
+    assert bundles == {"teacher": str(tmp_path / "new" / "artifacts" / "run-1" / "teacher"),
+                       "int8": str(tmp_path / "new" / "artifacts" / "run-1" / "int8")}

@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import sys
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: the page works fully offline
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -10,9 +11,15 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 def main() -> None:
     parser = argparse.ArgumentParser(
         description="Serve the BERT Compression Lab dashboard. Host and port: GRADIO_SERVER_NAME / "
-                    "GRADIO_SERVER_PORT (default 127.0.0.1:7860).")
+                    "GRADIO_SERVER_PORT (default 127.0.0.1:7860). Builds from the browser: COMPRESSION_LAB_BUILDS="
+                    "on|off (default off when serving a published run or on a Space, else on).")
     parser.add_argument("--store", metavar="DIR", help="run store folder, the only place the app writes "
                                                        "(default: $COMPRESSION_LAB_STORE or ./runs)")
+    parser.add_argument("--published", metavar="REF", default=os.environ.get("COMPRESSION_LAB_PUBLISHED") or None,
+                        help="serve a published run read-only: a folder, a .zip or hub:USER/NAME (default: "
+                             "$COMPRESSION_LAB_PUBLISHED); nothing is written inside it")
+    parser.add_argument("--no-starter", action="store_true",
+                        help="do not build recipes/starter.yaml in the background when the store is empty")
     args = parser.parse_args()
 
     from compression.store import resolve_store_dir
@@ -24,9 +31,15 @@ def main() -> None:
     os.environ.setdefault("COMPRESSION_LAB_CACHE", str(store / "cache"))
     os.environ.setdefault("HF_HOME", str(store / "hf-home"))
 
+    from compression.background import STARTER_RECIPE
     from compression.dashboard import create_app, launch_kwargs
+    from compression.errors import LabError
 
-    create_app(str(store)).launch(**launch_kwargs())
+    try:
+        demo = create_app(str(store), published=args.published, starter=None if args.no_starter else STARTER_RECIPE)
+    except LabError as err:  # a published run that cannot be opened: one line, not a traceback
+        sys.exit(f"error: {err}")
+    demo.launch(**launch_kwargs())
 
 
 if __name__ == "__main__":

@@ -130,12 +130,16 @@ def _metric_value(name: str, value: Any) -> float | None:
 class RunStore:
     """One store folder. Thread-safe per instance; many processes may share it."""
 
-    def __init__(self, root: str | os.PathLike | None = None) -> None:
+    def __init__(self, root: str | os.PathLike | None = None, readonly: bool = False) -> None:
+        """``readonly``: for readers (the dashboard, ``list``): no recovery, no build lock, no write ever."""
         self.root = resolve_store_dir(root)
         self.artifacts_dir = self.root / "artifacts"
         self.db_path = self.root / "lab.sqlite"
         self.lock_path = self.root / "build.lock"
         self._lock = threading.Lock()
+        if readonly:
+            self._conn = self._open_readonly()
+            return
         self._conn = self._open()
         try:
             self.recover()
@@ -182,6 +186,22 @@ class RunStore:
             if conn is not None:
                 conn.close()
             raise
+        return conn
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        if not self.db_path.is_file():
+            raise StoreError(f"no run store at {self.root} (no lab.sqlite)")
+        try:
+            conn = sqlite3.connect(f"{self.db_path.as_uri()}?mode=ro", uri=True, timeout=10, isolation_level=None,
+                                   check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout = 10000")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot read store database {self.db_path}: {exc}") from exc
+        if version > SCHEMA_VERSION:
+            conn.close()
+            raise StoreError(f"store {self.root} has schema version {version}; this code knows up to {SCHEMA_VERSION}")
         return conn
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:

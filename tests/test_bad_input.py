@@ -7,7 +7,7 @@ import pytest
 
 from compression.bundle import load_bundle
 from compression.config import Recipe, from_dict
-from compression.dashboard.app import MAX_UPLOAD_BYTES, parse_batch
+from compression.dashboard.views import MAX_UPLOAD_BYTES, parse_batch
 from compression.errors import LabError
 
 from .conftest import run_cli

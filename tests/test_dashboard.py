@@ -8,7 +8,7 @@ import pytest
 from compression.advisor import recommend
 from compression.config import Recipe, from_dict
 from compression.dashboard import figures, tables
-from compression.dashboard.app import lab_recipe, parse_batch, predictions_html, reference_rows
+from compression.dashboard.views import lab_recipe, parse_batch, predictions_html, reference_rows
 from compression.dashboard.report import html_report, leaderboard_csv
 from compression.errors import LabError
 
@@ -31,7 +31,7 @@ ROWS = [_row("teacher", "teacher", None, 0.90, 40.0, 400.0),
 
 
 def test_leaderboard_ratios_against_the_teacher():
-    board = tables.leaderboard(ROWS)
+    board = tables.leaderboard(ROWS, full=True)  # every column; the headline table is tested in test_presentation
     int8 = board[board["variant"] == "student-int8"].iloc[0]
     assert int8["speed-up"] == "10.00x" and int8["smaller"] == "17.39x" and int8["retention %"] == "97.7"
     assert board[board["variant"].str.startswith("student-fp16")].iloc[0]["variant"].endswith("⚠")
@@ -80,10 +80,15 @@ def test_recommend_respects_limits_and_warns():
     assert recommend(ROWS, max_latency_ms=1).best is None
 
 
-def test_predictions_html_highlights_disagreement():
-    page = predictions_html([{"name": "teacher", "label": "pos", "confidence": 0.9, "latency_ms": 10},
-                             {"name": "s", "label": "neg", "confidence": 0.6, "latency_ms": 2}], "teacher")
+def test_predictions_html_highlights_disagreement_and_says_what_each_variant_is():
+    results = [{"name": "teacher", "label": "pos", "confidence": 0.9, "latency_ms": 10},
+               {"name": "student-int8", "label": "neg", "confidence": 0.6, "latency_ms": 2}]
+    page = predictions_html(results, ROWS, pending=2)
     assert page.count("class='disagree'") == 1 and "⚠ disagrees" in page
+    assert "int8 (torch dynamic) of student" in page  # technique and parent
+    assert "10.0x faster, 17.4x smaller" in page  # the run's measured ratios against the teacher
+    assert "2 more variant(s) answering" in page
+    assert "pending" not in predictions_html(results[:1], ROWS)
 
 
 @pytest.mark.parametrize("content, message", [
@@ -136,8 +141,10 @@ def test_api_through_gradio_client(served_app):
     assert "truncated" in note
     with pytest.raises(Exception, match="Type a sentence first"):
         client.predict("   ", api_name="/predict")
-    advice = client.predict(0, 0, 90, api_name="/recommend")
+    advice = client.predict(0, 0, 90, api_name="/recommend")  # free limits (scenario left at its default)
     assert "Recommended:" in advice or "No variant fits" in advice
+    advice = client.predict(0, 0, 0, "Mobile app", api_name="/recommend")  # a preset: the smallest bundle
+    assert "Recommended: teacher-int8" in advice and "smallest bundle" in advice
 
 
 def test_load_test_drives_the_app_without_errors(served_app):
@@ -151,6 +158,28 @@ def test_load_test_drives_the_app_without_errors(served_app):
     cli = run_cli("loadtest", served_app[0], "--levels", "2", "--predictions", "2", "--json")
     assert cli.returncode == 0 and json.loads(cli.stdout)["levels"][0]["requests"] == 4
     assert run_cli("loadtest", served_app[0], "--levels", "65").returncode == 1  # bounded
+
+
+# Text of plotly charts outside its chart (or, for point labels, outside the plot area): cut off on screen.
+CUT_TEXT_JS = """() => {
+  const inside = (b, l) => b.left >= l.left - 1 && b.right <= l.right + 1 && b.top >= l.top - 1 && b.bottom <= l.bottom + 1;
+  const kinds = ['.gtitle', '.gtitle-subtitle', '.g-xtitle text', '.g-ytitle text', '.xtick text', '.ytick text',
+                 '.textpoint text', '.bartext', '.legendtext'];
+  const out = [];
+  document.querySelectorAll('.js-plotly-plot').forEach((chart, n) => {
+    const svg = chart.querySelector('.main-svg').getBoundingClientRect();
+    const area = chart.querySelector('.nsewdrag');
+    const plot = area ? area.getBoundingClientRect() : svg;
+    for (const kind of kinds) {
+      chart.querySelectorAll(kind).forEach(el => {
+        const b = el.getBoundingClientRect();
+        if (!el.textContent.trim() || b.width === 0) return;
+        if (!inside(b, kind === '.textpoint text' ? plot : svg)) out.push({chart: n, kind, text: el.textContent});
+      });
+    }
+  });
+  return out;
+}"""
 
 
 def test_browser_shows_predictions_of_two_variants(served_app):
@@ -173,10 +202,21 @@ def test_browser_shows_predictions_of_two_variants(served_app):
         page.get_by_role("button", name="Classify with every variant").click()
         page.wait_for_selector("table.preds tbody tr:nth-child(2)", timeout=60_000)
         rows = page.locator("table.preds tbody tr")
-        names = [rows.nth(i).locator("td").first.inner_text() for i in range(rows.count())]
+        names = [rows.nth(i).locator("td b").first.inner_text() for i in range(rows.count())]
         page.screenshot(path=str(shots / "playground.png"), full_page=True)
-        page.get_by_role("tab", name="Leaderboard").click()
-        page.wait_for_timeout(500)
-        page.screenshot(path=str(shots / "leaderboard.png"), full_page=True)
+        cut = {}
+        for width, height in ((1280, 800), (1920, 1080)):
+            page.set_viewport_size({"width": width, "height": height})
+            page.get_by_role("tab", name="Leaderboard").click()
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(shots / f"leaderboard-{width}.png"))
+            header = page.get_by_role("columnheader", name="MB", exact=True).first.bounding_box()
+            assert header and header["x"] + header["width"] <= width, "the headline columns must fit on screen"
+            page.get_by_role("tab", name="Charts").click()
+            page.wait_for_selector(".js-plotly-plot .main-svg")
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(shots / f"charts-{width}.png"), full_page=True)
+            cut[width] = page.evaluate(CUT_TEXT_JS)
         browser.close()
     assert names == ["teacher", "teacher-int8"]
+    assert cut == {1280: [], 1920: []}, cut  # no chart label or value cut at either size

@@ -294,3 +294,19 @@ def test_bundle_paths_are_relative_so_a_moved_store_stays_whole(tmp_path: Path) 
         bundles = {v.name: v.bundle for v in s.variants()}
     assert bundles == {"teacher": str(tmp_path / "new" / "artifacts" / "run-1" / "teacher"),
                        "int8": str(tmp_path / "new" / "artifacts" / "run-1" / "int8")}
+
+
+def test_readers_open_read_only_and_never_take_the_build_lock(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no run store"):
+        RunStore(tmp_path / "none", readonly=True)
+    assert not (tmp_path / "none").exists()
+    with RunStore(tmp_path / "s") as writer, writer.build_lock():  # a build holds the lock: readers still read
+        run = writer.start_run("r", {})
+        finished_variant(writer, run, "a", acc=0.5)
+        before = (tmp_path / "s" / "lab.sqlite-wal").stat().st_mtime_ns
+        with RunStore(tmp_path / "s", readonly=True) as reader:
+            assert [v.name for v in reader.variants()] == ["a"]
+            assert reader.runs()[0]["status"] == "running"
+            with pytest.raises(sqlite3.OperationalError, match="readonly"):
+                reader.log(run, "no")
+        assert (tmp_path / "s" / "lab.sqlite-wal").stat().st_mtime_ns == before  # nothing written

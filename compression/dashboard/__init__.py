@@ -1,8 +1,17 @@
 """The Gradio dashboard: ``create_app(store_dir)`` builds the Blocks app; ``launch_kwargs()`` says how to serve it.
 
-The dashboard never trains or measures by itself: it reads the run store and asks the backend.
+The dashboard never trains or measures by itself: it reads the run store (or a published run) and asks the backend.
+Gradio is imported only when the app is built: the pure parts (``tables``, ``figures``, ``report``, ``views``) and
+the CLI that uses them never load it.
 """
 
-from .app import create_app, launch_kwargs, theme
 
-__all__ = ["create_app", "launch_kwargs", "theme"]
+def __getattr__(name: str):
+    if name in ("create_app", "launch_kwargs", "theme", "make_context"):
+        from . import app
+
+        return getattr(app, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["create_app", "launch_kwargs", "theme", "make_context"]

@@ -7,14 +7,44 @@ import pandas as pd
 PREDICTION_COLUMNS = ["variant", "label", "confidence", "latency ms", "agrees with teacher"]
 
 
+TECHNIQUES = {
+    ("student", "pretrained"): "distilled: pretrained backbone",
+    ("student", "pretrained-layers"): "distilled: layer-dropped backbone",
+    ("student", "teacher-layers"): "distilled: half the teacher's layers",
+    ("pruned", "magnitude"): "unstructured sparsity",
+    ("pruned", "structured"): "structured pruning",
+    ("quantized", "dynamic-int8"): "int8 (torch dynamic)",
+    ("quantized", "onnx-int8"): "int8 (ONNX Runtime)",
+    ("quantized", "onnx-fp32"): "ONNX Runtime fp32",
+    ("quantized", "bf16"): "bf16",
+    ("quantized", "fp16"): "fp16 (slow on CPU)",
+}
+HEADLINE_COLUMNS = ["variant", "technique", "accuracy % (95% CI)", "vs teacher", "speed-up", "smaller", "p50 ms",
+                    "MB"]
+
+
+def technique(row: dict) -> str:
+    """How a variant was made, in words a visitor reads at a glance (the method names are for recipes)."""
+    kind, method = row.get("kind"), row.get("method")
+    kind, method = kind if isinstance(kind, str) else "", method.lower() if isinstance(method, str) else ""
+    if kind == "teacher":
+        return "teacher (fine-tuned)"
+    return TECHNIQUES.get((kind, method)) or method or kind
+
+
 def frame(rows: list[dict]) -> pd.DataFrame:
-    """One row per variant with the teacher-relative figures stakeholders ask for."""
+    """One row per variant with the teacher-relative figures stakeholders ask for (the first row stands in for a
+    missing teacher)."""
     df = pd.DataFrame(rows)
     if df.empty:
         return df
     teacher = df[df["kind"] == "teacher"]
     ref = teacher.iloc[0] if len(teacher) else df.iloc[0]
+    df["is_reference"] = df.index == ref.name
     df["retention"] = df["accuracy"] / ref["accuracy"] if ref["accuracy"] else None
+    # Points between the accuracies as displayed (one decimal), so "90.7 vs 92.7" reads as −2.0, not −1.9.
+    shown = df["accuracy"].map(lambda a: float(_pct(a)) if not _missing(a) else None)
+    df["points"] = shown - shown[ref.name] if ref["accuracy"] else None
     df["speedup"] = ref["latency_p50_ms"] / df["latency_p50_ms"] if ref["latency_p50_ms"] else None
     df["size_ratio"] = ref["size_mb"] / df["size_mb"] if ref["size_mb"] else None
     df["ci_low"] = df["accuracy_ci"].map(lambda ci: ci[0] if ci else None)
@@ -22,69 +52,127 @@ def frame(rows: list[dict]) -> pd.DataFrame:
     return df
 
 
+def _missing(value) -> bool:
+    return value is None or pd.isna(value)
+
+
 def _pct(value) -> str:
-    return "" if value is None or pd.isna(value) else f"{value * 100:.1f}"
+    return "" if _missing(value) else f"{value * 100:.1f}"
 
 
 def _num(value, digits: int = 1, suffix: str = "") -> str:
-    return "" if value is None or pd.isna(value) else f"{value:,.{digits}f}{suffix}"
+    return "" if _missing(value) else f"{value:,.{digits}f}{suffix}"
 
 
-def leaderboard(rows: list[dict]) -> pd.DataFrame:
-    """The leaderboard as shown: accuracy with CI, F1, agreement, ECE, size, params, latency, throughput, ratios."""
+def _millions(value) -> str:
+    return "" if _missing(value) else _num(value / 1e6, 2)
+
+
+def _points(value, reference: bool) -> str:
+    """Accuracy change in percentage points, with a real minus sign; the reference row itself shows a dash."""
+    if reference:
+        return "—"
+    if _missing(value):
+        return ""
+    shown = round(float(value), 1)
+    sign = "+" if shown > 0 else ("−" if shown < 0 else "")
+    return f"{sign}{abs(shown):.1f} pts"
+
+
+def _accuracy_ci(accuracy, low, high) -> str:
+    if _missing(accuracy):
+        return ""
+    return _pct(accuracy) + ("" if _missing(low) or _missing(high) else f" ({_pct(low)}–{_pct(high)})")
+
+
+def _variant_labels(df: pd.DataFrame) -> pd.Series:
+    """Names with the markers a reader must not miss: ⚠ for warnings, ✖ BROKEN for a bundle that fails its check."""
+    status = df["status"] if "status" in df else pd.Series("ok", index=df.index)
+    warnings = df["warnings"] if "warnings" in df else pd.Series(None, index=df.index, dtype=object)
+    return (df["name"] + warnings.map(lambda w: " ⚠" if isinstance(w, (list, tuple)) and len(w) else "")
+            + status.map(lambda s: " ✖ BROKEN" if s != "ok" and not _missing(s) else ""))
+
+
+def leaderboard(rows: list[dict], full: bool = False) -> pd.DataFrame:
+    """The leaderboard as shown. By default only the headline columns people come for (accuracy with its CI, the
+    change against the teacher, speed-up, size); ``full=True`` adds F1, agreement, ECE, params, p95, throughput,
+    retention and CPU cost. A ``status`` column appears when some bundle is broken, to say why."""
     df = frame(rows)
     if df.empty:
         return pd.DataFrame(columns=["variant"])
-    out = pd.DataFrame({
-        "variant": df["name"] + df["warnings"].map(lambda w: " ⚠" if w else "")
-        + df.get("status", pd.Series("ok", index=df.index)).map(lambda s: " ✖ BROKEN" if s != "ok" else ""),
+    columns = {
+        "variant": _variant_labels(df),
+        "technique": [technique(r) for r in rows],
+        "accuracy % (95% CI)": [_accuracy_ci(*v) for v in zip(df["accuracy"], df["ci_low"], df["ci_high"])],
+        "vs teacher": [_points(v, ref) for v, ref in zip(df["points"], df["is_reference"])],
+        "speed-up": df["speedup"].map(lambda v: _num(v, 2, "x")),
+        "smaller": df["size_ratio"].map(lambda v: _num(v, 2, "x")),
+        "p50 ms": df["latency_p50_ms"].map(lambda v: _num(v, 2)),
+        "MB": df["size_mb"].map(_num),
+    }
+    out = pd.DataFrame(columns)[HEADLINE_COLUMNS] if not full else _full(df, columns)
+    if "status" in df and (df["status"].fillna("ok") != "ok").any():  # say why, next to the figures it makes stale
+        out["status"] = df["status"].fillna("ok")
+    return out
+
+
+def _full(df: pd.DataFrame, headline: dict) -> pd.DataFrame:
+    """Every figure we have, for people who compare variants in depth (and for the CSV-minded)."""
+    return pd.DataFrame({
+        "variant": headline["variant"], "technique": headline["technique"],
         "kind": df["kind"], "parent": df["parent"].fillna(""),
         "accuracy %": df["accuracy"].map(_pct),
-        "95% CI": [f"{_pct(lo)}–{_pct(hi)}" if lo is not None and not pd.isna(lo) else ""
-                   for lo, hi in zip(df["ci_low"], df["ci_high"])],
+        "95% CI": ["" if _missing(lo) else f"{_pct(lo)}–{_pct(hi)}" for lo, hi in zip(df["ci_low"], df["ci_high"])],
+        "vs teacher": headline["vs teacher"],
         "macro-F1": df["f1"].map(lambda v: _num(v, 3)),
         "agreement %": df["agreement"].map(_pct),
         "ECE": df["ece"].map(lambda v: _num(v, 3)),
         "size MB": df["size_mb"].map(_num),
-        "params M": df["params"].map(lambda v: _num(v / 1e6 if v is not None and not pd.isna(v) else None, 2)),
-        "non-zero M": df["nonzero_params"].map(lambda v: _num(v / 1e6 if v is not None and not pd.isna(v) else None, 2)),
-        "p50 ms": df["latency_p50_ms"].map(lambda v: _num(v, 2)),
+        "params M": df["params"].map(_millions),
+        "non-zero M": df["nonzero_params"].map(_millions),
+        "p50 ms": headline["p50 ms"],
         "p95 ms": df["latency_p95_ms"].map(lambda v: _num(v, 2)),
         "texts/s": df["throughput"].map(lambda v: _num(v, 0)),
-        "speed-up": df["speedup"].map(lambda v: _num(v, 2, "x")),
-        "smaller": df["size_ratio"].map(lambda v: _num(v, 2, "x")),
+        "speed-up": headline["speed-up"], "smaller": headline["smaller"],
         "retention %": df["retention"].map(_pct),
         "CPU-s / 1k": df["cpu_seconds_per_1000"].map(lambda v: _num(v, 2)),
     })
-    if "status" in df and (df["status"] != "ok").any():  # say why, next to the figures it makes stale
-        out["status"] = df["status"]
-    return out
 
 
-def provenance_markdown(rows: list[dict]) -> str:
-    """Where the speed figures came from, for the 'provenance' panel."""
-    seen = {}
+def provenance_items(rows: list[dict]) -> list[tuple[list[str], str]]:
+    """Where the speed figures came from, as (variant names, plain sentence) per benchmark session: one source for
+    the Markdown panel and the HTML report, so neither has to undo the other's markup."""
+    seen: dict = {}
     for row in rows:
         p = row.get("provenance")
         if p:
             seen.setdefault(p.get("bench_fingerprint", p.get("measured_at")), (p, []))[1].append(row["name"])
-    if not seen:
-        return "No benchmark yet: speed and memory columns fill in after a build's bench stage."
-    parts = []
-    for p, names in seen.values():
-        flags = ", ".join(k for k, v in p["cpu"]["flags"].items() if v) or "none of interest"
-        lengths = p["sequence_length"]
-        versions = ", ".join(f"{k} {v}" for k, v in p["versions"].items())
-        other, steal = p.get("other_processes_cpu_share"), p.get("hypervisor_steal_share")
-        parts.append(
-            f"**{', '.join(names)}** — measured {p['measured_at']} on {p['cpu']['model']} "
+    return [(names, _provenance_text(p)) for p, names in seen.values()]
+
+
+def _provenance_text(p: dict) -> str:
+    flags = ", ".join(k for k, v in p["cpu"]["flags"].items() if v) or "none of interest"
+    lengths = p["sequence_length"]
+    versions = ", ".join(f"{k} {v}" for k, v in p["versions"].items())
+    other, steal = p.get("other_processes_cpu_share"), p.get("hypervisor_steal_share")
+    return (f"measured {p['measured_at']} on {p['cpu']['model']} "
             f"({p['cpu']['usable_cores']} usable cores; flags: {flags}), {p['threads']} threads; {versions}. "
             f"{p['samples']} {p['split']} sentences × {p['repeats']} interleaved rounds at batch 1 "
             f"({p['latency_includes']}); throughput at batch {p['batch_sizes']['throughput']}. Tokens per sentence: "
             f"mean {lengths['mean']}, p95 {lengths['p95']}, max {lengths['max']}. Other processes used "
             f"{'' if other is None else f'{other:.1%}'} of the CPU meanwhile"
             f"{'' if steal is None else f', and the hypervisor took {steal:.1%} (steal)'}.")
-    return "\n\n".join(parts)
+
+
+NO_BENCHMARK = "No benchmark yet: speed and memory columns fill in after a build's bench stage."
+
+
+def provenance_markdown(rows: list[dict]) -> str:
+    """Where the speed figures came from, for the 'provenance' panel."""
+    items = provenance_items(rows)
+    if not items:
+        return NO_BENCHMARK
+    return "\n\n".join(f"**{', '.join(names)}** — {text}" for names, text in items)
 
 
 def predictions_table(results: list[dict], teacher: str | None) -> pd.DataFrame:

@@ -1,0 +1,174 @@
+"""What one dashboard serves, injected into every callback: a source of variants (a run store, or a published run
+that is only ever read), the models loaded in this process, and the builds this app runs. No Gradio here.
+
+One context per app, not per module: two apps in one process (tests do it) share nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..bundle import Bundle, load_bundle
+from ..errors import LabError
+from . import views
+
+ON, OFF = ("on", "1", "true", "yes"), ("off", "0", "false", "no")
+
+
+@dataclass(frozen=True)
+class BuildPolicy:
+    """Whether visitors may start builds here, and why (shown in the Lab tab)."""
+
+    enabled: bool
+    reason: str
+
+
+def build_policy(published: bool, env: dict | None = None) -> BuildPolicy:
+    """``COMPRESSION_LAB_BUILDS=on|off`` wins; otherwise builds are off when serving a published run or on a
+    Hugging Face Space (``SPACE_ID``), where any visitor could hold the CPU for minutes, and on elsewhere."""
+    env = os.environ if env is None else env
+    value = env.get("COMPRESSION_LAB_BUILDS", "").strip().lower()
+    if value in ON:
+        return BuildPolicy(True, "turned on by COMPRESSION_LAB_BUILDS")
+    if value in OFF:
+        return BuildPolicy(False, "turned off by COMPRESSION_LAB_BUILDS=off")
+    if value:
+        raise LabError(f"COMPRESSION_LAB_BUILDS={value!r} (allowed: on, off)")
+    if published:
+        return BuildPolicy(False, "this app serves a published run, which is read-only")
+    if env.get("SPACE_ID"):
+        return BuildPolicy(False, "this app runs on a Hugging Face Space, where a visitor's build would hold the "
+                                  "CPU for everyone")
+    return BuildPolicy(True, "")
+
+
+class ModelCache:
+    """At most ``size`` bundles in memory per app, least recently used evicted; keyed by folder and bundle.json's
+    mtime. A bundle is loaded and made ready (traced) once, even when several requests ask for it at once."""
+
+    def __init__(self, size: int = 12):
+        self.size, self._items, self._lock = size, OrderedDict(), threading.Lock()
+        self._loading: dict[tuple, threading.Lock] = {}
+
+    def get(self, folder: str) -> Bundle:
+        key = (folder, os.stat(Path(folder) / "bundle.json").st_mtime_ns)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            gate = self._loading.setdefault(key, threading.Lock())
+        with gate:  # a second request for the same bundle waits for the first load instead of loading it again
+            with self._lock:
+                if key in self._items:
+                    return self._items[key]
+            bundle = load_bundle(folder).prepare()
+            with self._lock:
+                self._items[key] = bundle
+                self._loading.pop(key, None)
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
+        return bundle
+
+    def has(self, folder: str) -> bool:
+        try:
+            key = (folder, os.stat(Path(folder) / "bundle.json").st_mtime_ns)
+        except OSError:
+            return False
+        with self._lock:
+            return key in self._items
+
+
+class StoreSource:
+    """The newest run of a run store (the one place this app writes: builds, caches, session files)."""
+
+    kind = "store"
+
+    FRESH_S = 2.0  # every open page polls for new variants: one read of the store serves them all for this long
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self._cached: tuple[float, list[dict]] = (0.0, [])
+        self._lock = threading.Lock()
+
+    def rows(self) -> list[dict]:
+        from ..results import current_variants, variant_row
+        from ..store import RunStore
+
+        with self._lock:
+            stamp, rows = self._cached
+            if time.monotonic() - stamp < self.FRESH_S:
+                return [dict(r) for r in rows]
+            if not (self.root / "lab.sqlite").is_file():
+                return []
+            with RunStore(self.root, readonly=True) as store:  # readers never take the build lock
+                rows = [variant_row(v) for v in current_variants(store)]
+            self._cached = (time.monotonic(), rows)
+            return [dict(r) for r in rows]
+
+    def describe(self, rows: list[dict]) -> str:
+        return (f"Showing the **{len(rows)} variants of run {rows[0]['run']}** (the newest) from the run store "
+                f"`{self.root.name}`.")
+
+    def examples(self) -> list[str]:
+        return views.examples()
+
+
+class PublishedSource:
+    """A published run: bundles checked against its manifest, served read-only."""
+
+    kind = "published"
+
+    def __init__(self, run):
+        self.run = run
+
+    def rows(self) -> list[dict]:
+        return self.run.rows()
+
+    def describe(self, rows: list[dict]) -> str:
+        broken = sum(r.get("status", "ok") != "ok" for r in rows)
+        note = f" ({broken} failed the manifest check and are not run)" if broken else ""
+        return f"Serving the published run **{self.run.label}**: {len(rows)} variants{note}, read-only."
+
+    def examples(self) -> list[str]:
+        return list(self.run.examples) or views.examples()
+
+
+@dataclass
+class AppContext:
+    """Everything the callbacks need, made once per app."""
+
+    source: StoreSource | PublishedSource
+    work_dir: Path                       # session files (Gradio serves downloads from here): never a published run
+    policy: BuildPolicy
+    cache: ModelCache = field(default_factory=lambda: ModelCache(int(os.environ.get(
+        "COMPRESSION_LAB_MODEL_CACHE", "12"))))
+    build: object | None = None          # the BuildProcess running or last run (the starter or a Lab build)
+    build_lock: threading.Lock = field(default_factory=threading.Lock)
+    _warming: threading.Thread | None = None
+
+    def building(self) -> bool:
+        return self.build is not None and self.build.state.running
+
+    def warm(self, rows: list[dict] | None = None) -> None:
+        """Load and trace every healthy bundle in the background, teacher first, so the first visitor does not
+        pay for it; requests meanwhile wait only for the bundles they need next."""
+        if self._warming is not None and self._warming.is_alive():
+            return
+        rows = views.teacher_first(self.source.rows() if rows is None else rows)
+        todo = [r["bundle"] for r in rows if r.get("bundle") and r.get("status", "ok") == "ok"
+                and not self.cache.has(r["bundle"])]
+        if todo:
+            self._warming = threading.Thread(target=self._load_all, args=(todo,), daemon=True, name="warm-models")
+            self._warming.start()
+
+    def _load_all(self, folders: list[str]) -> None:
+        for folder in folders:
+            try:
+                self.cache.get(folder)
+            except (LabError, OSError):
+                continue  # shown as broken when a request reaches it

@@ -1,0 +1,116 @@
+"""The app as its owner and visitors meet it: callbacks over an injected context (no browser), the starter run that
+builds itself in a child process, builds switched off for public deployments, rows streamed as variants answer."""
+
+import os
+import time
+
+import pytest
+
+from compression.dashboard import callbacks as cb
+from compression.dashboard.context import AppContext, StoreSource, build_policy
+
+from .conftest import _free_port
+
+
+@pytest.fixture(scope="module")
+def built(served_app):
+    """The served app's store: a tiny teacher and its int8 variant, finished and benchmarked."""
+    return served_app[1] / "store"
+
+
+def _ctx(store, **kw) -> AppContext:
+    from compression.dashboard import make_context
+
+    return make_context(str(store), **kw)
+
+
+def test_build_policy_defaults_and_overrides():
+    assert build_policy(False, {}).enabled
+    assert not build_policy(True, {}).enabled and "published" in build_policy(True, {}).reason
+    assert not build_policy(False, {"SPACE_ID": "me/lab"}).enabled
+    assert build_policy(False, {"SPACE_ID": "me/lab", "COMPRESSION_LAB_BUILDS": "on"}).enabled
+    assert not build_policy(False, {"COMPRESSION_LAB_BUILDS": "off"}).enabled
+    with pytest.raises(Exception, match="allowed: on, off"):
+        build_policy(False, {"COMPRESSION_LAB_BUILDS": "maybe"})
+
+
+def test_playground_streams_rows_teacher_first_with_what_each_is(built):
+    ctx = _ctx(built)
+    pages = [page for page, _ in cb.predict(ctx, "a great and moving film")]
+    assert len(pages) == 2  # one update per variant, as each answers
+    assert pages[0].count("<tr") == 3 and "1 more variant(s) answering" in pages[0]
+    assert pages[0].index("teacher") < pages[0].index("answering")  # the teacher first
+    final = pages[-1]
+    assert "answering" not in final and "teacher-int8" in final and "int8 (torch dynamic) of teacher" in final
+    assert "x faster" in final and "x smaller" in final  # measured ratios against the teacher
+
+
+def test_models_are_warmed_in_the_background(built):
+    ctx = _ctx(built)  # make_context starts loading and tracing every bundle
+    rows = ctx.source.rows()
+    deadline = time.time() + 120
+    while not all(ctx.cache.has(r["bundle"]) for r in rows):
+        assert time.time() < deadline, "bundles were not warmed"
+        time.sleep(0.2)
+    assert all(ctx.cache.get(r["bundle"]).runtime for r in rows)  # traced (or eager, with its reason) already
+
+
+def test_builds_off_refuses_the_api_call(built, monkeypatch):
+    from gradio_client import Client
+
+    from compression.dashboard import create_app, launch_kwargs
+
+    monkeypatch.setenv("COMPRESSION_LAB_BUILDS", "off")
+    demo = create_app(str(built))
+    port = _free_port()
+    demo.launch(**{**launch_kwargs(), "server_name": "127.0.0.1", "server_port": port, "prevent_thread_lock": True})
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        with pytest.raises(Exception, match="Builds are off here"):
+            client.predict("quick.yaml", "embedded:mpnet-base", "embedded:rotten-tomatoes", 200, [], [],
+                           api_name="/build")
+        page, _ = client.predict("still answers", api_name="/predict")  # the rest is served as usual
+        assert "teacher-int8" in page
+    finally:
+        demo.close()
+    assert not (built / "lab-recipes").exists()
+
+
+def test_starter_run_builds_itself_in_a_child_process(tiny_model, tiny_data, tmp_path):
+    recipe = tmp_path / "starter.yaml"
+    recipe.write_text(f"name: starter\ndata: {{source: {tiny_data}, max_test_samples: 40}}\n"
+                      f"teacher: {{model: {tiny_model}, max_length: 32, train: {{epochs: 1, batch_size: 16}}}}\n"
+                      "quantize:\n  - {name: teacher-int8, source: teacher, method: dynamic-int8}\n"
+                      "bench: {samples: 4, repeats: 1, warmup: 1, throughput_batches: 1, memory: false}\n")
+    store = tmp_path / "store"
+    ctx = _ctx(store, starter=recipe)
+    assert ctx.building() and ctx.build._proc.pid != os.getpid()  # a child process, not a thread of the app
+    with pytest.raises(Exception, match="still building"):
+        list(cb.predict(ctx, "too early"))  # nothing recorded yet: says so instead of failing
+    html, *_ = cb.banner(ctx, None)
+    assert "Building the <b>starter</b> run" in html
+    state = ctx.build.wait(600)
+    assert state.error is None and state.run_id == 1, state.error
+    rows = ctx.source.rows()
+    assert [r["name"] for r in rows] == ["teacher", "teacher-int8"] and rows[0]["latency_p50_ms"]
+    assert "teacher-int8" in list(cb.predict(ctx, "a fine film"))[-1][0]
+    assert not _ctx(store, starter=recipe).building()  # a store with runs never starts it again
+
+
+def test_lab_build_runs_in_a_child_process_and_refuses_a_second(tiny_model, tiny_data, tmp_path, monkeypatch):
+    """The Lab's build endpoint accepts only offered choices; one build at a time per app."""
+    import gradio as gr
+
+    ctx = AppContext(source=StoreSource(tmp_path / "store"), work_dir=tmp_path, policy=build_policy(False, {}))
+    with pytest.raises(gr.Error, match="lists offered"):
+        next(cb.run_build(ctx, "../../etc/passwd.yaml", "embedded:mpnet-base", "embedded:rotten-tomatoes", 200, [],
+                          [], progress=lambda *a, **k: None))
+
+    class Running:
+        class state:  # noqa: N801 - stands in for a BuildProcess's state
+            running, recipe, fraction = True, "starter", 0.4
+
+    ctx.build = Running()
+    with pytest.raises(gr.Error, match="already running"):
+        next(cb.run_build(ctx, "quick.yaml", "embedded:mpnet-base", "embedded:rotten-tomatoes", 200, [], [],
+                          progress=lambda *a, **k: None))

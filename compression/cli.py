@@ -20,11 +20,22 @@ EPILOG = """examples:
   python -m compression bench teacher minilm-l6 minilm-l6-int8
   python -m compression evaluate teacher minilm-l6 --data ../shared/data/sst2-sentences
   python -m compression advise
-store folder: --store DIR, else $COMPRESSION_LAB_STORE, else ./runs"""
+  python -m compression publish --to published/quick        # or --to quick.zip, or --to hub:USER/NAME
+  python -m compression predict teacher "a dull film" --published published/quick
+store folder: --store DIR, else $COMPRESSION_LAB_STORE, else ./runs
+published run (read-only, instead of a store): --published DIR|FILE.zip|hub:USER/NAME"""
 
 
 def _store_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", metavar="DIR", help="run store folder (default: $COMPRESSION_LAB_STORE or ./runs)")
+
+
+def _source_args(p: argparse.ArgumentParser) -> None:
+    """Where variants come from: a run store, or a published run (read-only, never written to)."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--store", metavar="DIR", help="run store folder (default: $COMPRESSION_LAB_STORE or ./runs)")
+    group.add_argument("--published", metavar="REF", help="read variants from a published run instead of a store: "
+                                                          "its folder, a .zip of it, or hub:USER/NAME (read-only)")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -49,37 +60,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", metavar="DIR", help="folder that relative data paths in the recipe are resolved "
                                                       "against (default: the current folder)")
 
-    p = sub.add_parser("list", help="list finished variants and their metrics",
-                       description="List the finished variants of one run (default: the newest finished run).")
-    _store_arg(p)
-    p.add_argument("--run", default="latest", help="latest (default), a run id, or all (newest of each name)")
-    p.add_argument("--json", action="store_true", help="print one JSON object per variant")
-    p.add_argument("--markdown", action="store_true", help="print a Markdown table (for a README)")
-
-    p = sub.add_parser("predict", help="label and confidence for each text",
-                       description="Classify texts with a variant: its name in the store, or a bundle folder.")
-    p.add_argument("variant", help="variant name (see `list`) or path to a bundle folder")
-    p.add_argument("texts", nargs="*", metavar="TEXT", help="one or more texts")
-    p.add_argument("--file", metavar="PATH", help=f"also classify every non-empty line of this UTF-8 text file "
-                                                  f"(at most {MAX_PREDICT_FILE_BYTES // 1_000_000} MB)")
-    _store_arg(p)
-    p.add_argument("--json", action="store_true", help="print JSON")
-
-    p = sub.add_parser("bench", help="measure latency, throughput, memory and size of bundles, interleaved",
-                       description="Benchmark several variants in ONE interleaved run on real test sentences "
-                                   "(batch-1 latency p50/p95, throughput, peak memory, size, parameters, load "
-                                   "time), with ratios against the first (put the teacher first) and full "
-                                   "provenance. Do not run it while other heavy work runs: it inflates timings.")
-    p.add_argument("bundles", nargs="+", metavar="VARIANT", help="variant names (see `list`) or bundle folders")
-    _store_arg(p)
-    p.add_argument("--data", metavar="REF", help="data whose test split supplies the sentences (default: the data "
-                                                 "the first bundle was trained on)")
-    p.add_argument("--samples", type=int, default=64, help="sentences timed at batch 1 per round (default 64)")
-    p.add_argument("--repeats", type=int, default=5, help="interleaved rounds (default 5)")
-    p.add_argument("--threads", type=int, help="threads for torch and ONNX Runtime (default: usable cores)")
-    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
-    p.add_argument("--record", action="store_true", help="store the figures as the variants' benchmark in the store")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_list(sub)
+    _add_predict(sub)
+    _add_bench(sub)
 
     p = sub.add_parser("advise", help="which techniques pay on this machine (measured, else from CPU flags)",
                        description="Say which compression techniques pay on this CPU: from measured speed-ups in "
@@ -87,20 +70,7 @@ def make_parser() -> argparse.ArgumentParser:
     _store_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON")
 
-    p = sub.add_parser("evaluate", help="accuracy of variants on any labelled data (e.g. a held-out set)",
-                       description="Score variants on a labelled split of any data reference: accuracy with a "
-                                   "bootstrap 95 % CI, macro-F1 and agreement with the first variant named (name "
-                                   "the teacher first). Labels are matched to each variant's labels by name, or by "
-                                   "id when the data has bare ids 0..K-1. Use it to check generalisation on data the "
-                                   "recipe never saw, without touching the recorded test figures.")
-    p.add_argument("bundles", nargs="+", metavar="VARIANT", help="variant names (see `list`) or bundle folders")
-    _store_arg(p)
-    p.add_argument("--data", metavar="REF", required=True, help="data reference: a folder of split files, a file, "
-                                                                 "or a Hub id")
-    p.add_argument("--split", choices=("test", "validation", "train", "all"), default="test",
-                   help="split to score (default: test; a single file is split 80/10/10 as in recipes, so use all "
-                        "to score every row)")
-    p.add_argument("--json", action="store_true", help="print one JSON object per variant")
+    _add_evaluate(sub)
 
     p = sub.add_parser("export", help="write the store's results as a JSON reference file (no weights)",
                        description="Write every finished variant's metrics, benchmark figures and provenance to a "
@@ -111,6 +81,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", required=True, help="how the dashboard labels it, e.g. 'quick recipe, 2-core CPU'")
     p.add_argument("--chart", metavar="PNG", help="also draw the accuracy/latency/size chart as an image (needs "
                                                   "Playwright + Chromium from requirements-dev.txt)")
+
+    _add_publish(sub)
 
     p = sub.add_parser("verify", help="reload a bundle and check it reproduces its probe predictions",
                        description="Load a bundle folder and compare its logits on the probe texts with those "
@@ -132,10 +104,106 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _open_store(path: str | None):
-    from .store import RunStore
+def _add_list(sub) -> None:
+    p = sub.add_parser("list", help="list finished variants and their metrics",
+                       description="List the finished variants of one run (default: the newest finished run), or "
+                                   "the variants of a published run (--published), each checked against its "
+                                   "manifest.")
+    _source_args(p)
+    p.add_argument("--run", default="latest", help="latest (default), a run id, or all (newest of each name)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per variant")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table (for a README)")
 
-    return RunStore(path)
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="label and confidence for each text",
+                       description="Classify texts with a variant: its name in the store (or in the published run "
+                                   "given by --published), or a bundle folder.")
+    p.add_argument("variant", help="variant name (see `list`) or path to a bundle folder")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="one or more texts")
+    p.add_argument("--file", metavar="PATH", help=f"also classify every non-empty line of this UTF-8 text file "
+                                                  f"(at most {MAX_PREDICT_FILE_BYTES // 1_000_000} MB)")
+    _source_args(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="measure latency, throughput, memory and size of bundles, interleaved",
+                       description="Benchmark several variants in ONE interleaved run on real test sentences "
+                                   "(batch-1 latency p50/p95, throughput, peak memory, size, parameters, load "
+                                   "time), with ratios against the first (put the teacher first) and full "
+                                   "provenance. Do not run it while other heavy work runs: it inflates timings.")
+    p.add_argument("bundles", nargs="+", metavar="VARIANT", help="variant names (see `list`) or bundle folders")
+    _source_args(p)
+    p.add_argument("--data", metavar="REF", help="data whose test split supplies the sentences (default: the data "
+                                                 "the first bundle was trained on; with --published, the test "
+                                                 "sentences packed in the published run)")
+    p.add_argument("--samples", type=int, default=64, help="sentences timed at batch 1 per round (default 64)")
+    p.add_argument("--repeats", type=int, default=5, help="interleaved rounds (default 5)")
+    p.add_argument("--threads", type=int, help="threads for torch and ONNX Runtime (default: usable cores)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
+    p.add_argument("--record", action="store_true", help="store the figures as the variants' benchmark in the store "
+                                                         "(not with --published: a published run is read-only)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="accuracy of variants on any labelled data (e.g. a held-out set)",
+                       description="Score variants on a labelled split of any data reference: accuracy with a "
+                                   "bootstrap 95 % CI, macro-F1 and agreement with the first variant named (name "
+                                   "the teacher first). Labels are matched to each variant's labels by name, or by "
+                                   "id when the data has bare ids 0..K-1. Use it to check generalisation on data the "
+                                   "recipe never saw, without touching the recorded test figures.")
+    p.add_argument("bundles", nargs="+", metavar="VARIANT", help="variant names (see `list`) or bundle folders")
+    _source_args(p)
+    p.add_argument("--data", metavar="REF", required=True, help="data reference: a folder of split files, a file, "
+                                                                 "or a Hub id")
+    p.add_argument("--split", choices=("test", "validation", "train", "all"), default="test",
+                   help="split to score (default: test; a single file is split 80/10/10 as in recipes, so use all "
+                        "to score every row)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per variant")
+
+
+PUBLISH_EPILOG = """examples:
+  python -m compression publish --to published/quick                   # a folder (new or empty)
+  python -m compression publish --to quick.zip --run 3                 # one zip file, run 3 of the store
+  python -m compression publish --to hub:USER/quick-compressed         # a Hugging Face Hub repo (needs a token)
+  python -m compression publish --variants minilm-l6,minilm-l6-int8 --to published/small
+then serve it, with no build and nothing written into it:
+  python app.py --published published/quick
+  COMPRESSION_LAB_PUBLISHED=hub:USER/quick-compressed python app.py"""
+
+
+def _add_publish(sub) -> None:
+    p = sub.add_parser("publish", help="pack a finished run into a read-only folder, zip or Hub repo",
+                       epilog=PUBLISH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Pack the finished variants of one run (bundles, results, recipe, example texts, "
+                                   "a README report and a model card per bundle) into one self-contained folder "
+                                   "with a manifest of SHA-256 hashes. It travels (a Hugging Face Space, a laptop) "
+                                   "and is served read-only: every bundle is checked against the manifest first.")
+    _store_arg(p)
+    p.add_argument("--run", default="latest", help="latest (default: the newest finished run) or a run id")
+    p.add_argument("--variants", metavar="A,B,...", help="variants to include (default: every intact one); the "
+                                                         "teacher is always included: ratios are against it")
+    p.add_argument("--to", required=True, metavar="DIR|FILE.zip|hub:USER/NAME",
+                   help="a new or empty folder, a new .zip file, or a Hugging Face Hub repo")
+    p.add_argument("--label", help="how the dashboard and README name the run (default: recipe, run id and date)")
+    p.add_argument("--no-chart", action="store_true", help="do not draw chart.png (drawing needs Playwright + "
+                                                           "Chromium)")
+
+
+def _open_published(ref: str):
+    from .publish import open_published
+
+    return open_published(ref)
+
+
+def _open_store(path: str | None, readonly: bool = False):
+    """The run store; readers (list, predict, ...) open it read-only: no recovery, no lock, no write."""
+    from .store import RunStore, resolve_store_dir
+
+    root = resolve_store_dir(path)
+    return RunStore(root, readonly=readonly and (root / "lab.sqlite").is_file())
 
 
 def cmd_sources(args) -> int:
@@ -173,9 +241,19 @@ def _fmt(value, spec: str, scale: float = 1.0) -> str:
     return format(value * scale, spec) if value is not None else "-"
 
 
+def _list_rows(args) -> list[dict]:
+    if args.published:
+        run = _open_published(args.published)
+        if args.run not in ("latest", "all", str(run.run)):
+            raise LabError(f"the published run {args.published} holds run {run.run} only; drop --run or give "
+                           f"--run {run.run}")
+        return run.rows()
+    with _open_store(args.store, readonly=True) as store:
+        return [variant_row(v) for v in current_variants(store, args.run)]
+
+
 def cmd_list(args) -> int:
-    with _open_store(args.store) as store:
-        rows = [variant_row(v) for v in current_variants(store, args.run)]
+    rows = _list_rows(args)
     if args.json:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
@@ -204,12 +282,21 @@ def cmd_list(args) -> int:
     return 0
 
 
-def _bundle_folder(variant: str, store_dir: str | None) -> Path:
+def _bundle_folder(variant: str, store_dir: str | None, published=None) -> Path:
+    """A variant's bundle folder: a name in the published run (when given) or the store, else a folder path."""
+    if published is not None and variant in published.names:
+        return published.bundle_folder(variant)  # refuses a broken variant, with the reason
     path = Path(variant).expanduser()
     if path.is_dir():
         return path
-    with _open_store(store_dir) as store:
+    if published is not None:
+        raise LabError(f"the published run has no variant {variant!r} (known: {', '.join(published.names)})")
+    with _open_store(store_dir, readonly=True) as store:
         return Path(store.get_variant(variant).bundle)
+
+
+def _published(args):
+    return _open_published(args.published) if getattr(args, "published", None) else None
 
 
 MAX_PREDICT_FILE_BYTES = 10_000_000
@@ -236,7 +323,7 @@ def cmd_predict(args) -> int:
         raise LabError("nothing to classify: give one or more TEXT arguments or --file PATH")
     if any(not t.strip() for t in texts):
         raise LabError("empty text: give each TEXT some words")
-    bundle = load_bundle(_bundle_folder(args.variant, args.store))
+    bundle = load_bundle(_bundle_folder(args.variant, args.store, _published(args)))
     preds = bundle.predict(texts)
     for i, p in enumerate(preds, start=1):
         if p.truncated and not args.json:
@@ -260,7 +347,8 @@ def cmd_evaluate(args) -> int:
     from .data import SPLITS, align_labels, load_data
     from .metrics import score_logits
 
-    folders = [_bundle_folder(v, args.store) for v in args.bundles]  # a bad name fails before any model loads
+    published = _published(args)
+    folders = [_bundle_folder(v, args.store, published) for v in args.bundles]  # bad names fail before any load
     data = load_data(DataConfig(source=args.data))
     if args.split in data.carved:  # e.g. GLUE hides its test labels: "test" would be a tenth of train
         raise LabError(f"{args.data} has no labelled {args.split} split (the lab would cut one out of its train "
@@ -303,18 +391,28 @@ def cmd_bench(args) -> int:
     from .config import BenchConfig, DataConfig
     from .data import load_data
 
+    if args.record and args.published:
+        raise LabError("a published run is read-only: --record writes to a run store; drop --record (or bench "
+                       "from the store with --store)")
     records = []
     if args.record:  # resolve names before measuring, so a bad name fails in a second, not after the run
         with _open_store(args.store) as store:
             records = [store.get_variant(name) for name in args.bundles]
-    folders = [_bundle_folder(v, args.store) for v in args.bundles]
-    source = args.data or read_meta(folders[0]).get("data", {}).get("source")
-    if not source:
-        raise LabError("the first bundle records no data source: give --data REF for the test sentences")
-    texts = list(load_data(DataConfig(source=source)).splits["test"]["text"])
+    published = _published(args)
+    folders = [_bundle_folder(v, args.store, published) for v in args.bundles]
+    split = "test"
+    if published is not None and not args.data:
+        texts, split = published.test_texts, published.test_split
+        if len(texts) < 2:
+            raise LabError("the published run packs no test sentences: give --data REF for the sentences")
+    else:
+        source = args.data or read_meta(folders[0]).get("data", {}).get("source")
+        if not source:
+            raise LabError("the first bundle records no data source: give --data REF for the test sentences")
+        texts = list(load_data(DataConfig(source=source)).splits["test"]["text"])
     cfg = BenchConfig(samples=args.samples, repeats=args.repeats, threads=args.threads, memory=not args.no_memory)
     result = benchmark(folders, texts, cfg, progress=None if args.json else
-                       lambda f, m: print(f"[{f:4.0%}] {m}", file=sys.stderr))
+                       lambda f, m: print(f"[{f:4.0%}] {m}", file=sys.stderr), split=split)
     if args.record:
         from .pipeline import BENCH_METRICS
 
@@ -349,7 +447,7 @@ def cmd_advise(args) -> int:
     from .advisor import advise
     from .hardware import cpu_info
 
-    with _open_store(args.store) as store:
+    with _open_store(args.store, readonly=True) as store:
         rows = [variant_row(v) for v in current_variants(store)]
     info = cpu_info()
     advice = advise(info["flags"], rows)
@@ -364,7 +462,7 @@ def cmd_advise(args) -> int:
 
 
 def cmd_export(args) -> int:
-    with _open_store(args.store) as store:
+    with _open_store(args.store, readonly=True) as store:
         rows = [variant_row(v) for v in current_variants(store)]
     if not rows:
         raise LabError("the store has no finished variants to export")
@@ -383,6 +481,19 @@ def cmd_export(args) -> int:
 
         caption = args.label.split(";")[0][:100]  # the first clause: a chart title has one line
         print(f"wrote the chart to {chart_png(rows, args.chart, caption=caption)}")
+    return 0
+
+
+def cmd_publish(args) -> int:
+    from .publish import publish
+
+    names = [n.strip() for n in args.variants.split(",") if n.strip()] if args.variants else None
+    if args.variants is not None and not names:
+        raise LabError("--variants takes variant names separated by commas, like teacher,minilm-l6")
+    with _open_store(args.store, readonly=True) as store:
+        where = publish(store, args.to, run=args.run, variants=names, label=args.label, chart=not args.no_chart,
+                        progress=lambda f, m: print(f"[{f:4.0%}] {m}", file=sys.stderr))
+    print(f"published to {where}; serve it read-only: python app.py --published {where}")
     return 0
 
 
@@ -429,7 +540,7 @@ def cmd_verify(args) -> int:
 
 COMMANDS = {"sources": cmd_sources, "build": cmd_build, "list": cmd_list, "predict": cmd_predict,
             "bench": cmd_bench, "evaluate": cmd_evaluate, "advise": cmd_advise, "export": cmd_export,
-            "verify": cmd_verify,
+            "verify": cmd_verify, "publish": cmd_publish,
             "loadtest": cmd_loadtest}
 
 

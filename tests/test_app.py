@@ -114,3 +114,95 @@ def test_lab_build_runs_in_a_child_process_and_refuses_a_second(tiny_model, tiny
     with pytest.raises(gr.Error, match="already running"):
         next(cb.run_build(ctx, "quick.yaml", "embedded:mpnet-base", "embedded:rotten-tomatoes", 200, [], [],
                           progress=lambda *a, **k: None))
+
+
+def _hashes(folder) -> dict:
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def published(built, tmp_path_factory):
+    from .conftest import run_cli
+
+    folder = tmp_path_factory.mktemp("published") / "tiny-run"
+    result = run_cli("publish", "--store", str(built), "--to", str(folder), "--no-chart")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return folder
+
+
+def test_a_published_run_answers_a_browser_visitor_with_nothing_written(published, tmp_path):
+    """Served read-only from a folder: a visitor gets every row, builds are off, and not one byte changes."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    from compression.dashboard import create_app, launch_kwargs
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not os.path.exists(chromium):
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    before = _hashes(published)
+    demo = create_app(str(tmp_path / "elsewhere"), published=str(published))
+    port = _free_port()
+    demo.launch(**{**launch_kwargs(), "server_name": "127.0.0.1", "server_port": port, "prevent_thread_lock": True})
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu",
+                                                                       "--disable-background-networking"])
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.get_by_label("Text").fill("A gripping, beautifully acted film.")
+            page.get_by_role("button", name="Classify with every variant").click()
+            page.wait_for_selector("table.preds tbody tr:nth-child(2) td b", timeout=60_000)
+            page.wait_for_function("!document.querySelector('table.preds tr.pending')", timeout=60_000)
+            rows = page.locator("table.preds tbody tr")
+            names = [rows.nth(i).locator("td b").first.inner_text() for i in range(rows.count())]
+            status = page.get_by_text("Serving the published run").inner_text()
+            page.get_by_role("tab", name="Lab").click()
+            lab = page.get_by_text("serves a published run, which is read-only").inner_text()
+            browser.close()
+    finally:
+        demo.close()
+    assert names == ["teacher", "teacher-int8"] and "read-only" in status and "Builds are off here" in lab
+    assert _hashes(published) == before  # nothing written, nothing added
+
+
+def test_a_tampered_published_file_takes_only_its_variant_offline(published, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(published, copy)
+    weights = next((copy / "bundles" / "teacher-int8").glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-100] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    ctx = _ctx(tmp_path / "store", published=str(copy))
+    rows = {r["name"]: r for r in ctx.source.rows()}
+    assert rows["teacher"]["status"] == "ok" and rows["teacher-int8"]["status"].startswith("broken:")
+    final = list(cb.predict(ctx, "a fine film"))[-1][0]
+    assert "teacher (fine-tuned)" in final and "broken: " in final and "SHA-256" in final
+    assert not ctx.policy.enabled  # a published run is never built into
+
+
+def test_a_copied_store_with_its_original_gone_still_works(built, tmp_path):
+    """Paths inside a store are relative: a moved or copied store lists, predicts, benchmarks, serves, publishes."""
+    import json
+    import shutil
+
+    from .conftest import run_cli
+
+    original, moved = tmp_path / "original", tmp_path / "moved"
+    shutil.copytree(built, original)
+    shutil.copytree(original, moved)
+    shutil.rmtree(original)
+    rows = [json.loads(line) for line in run_cli("list", "--json", "--store", str(moved)).stdout.splitlines()]
+    assert [r["status"] for r in rows] == ["ok", "ok"] and all(r["bundle"].startswith(str(moved)) for r in rows)
+    assert run_cli("predict", "teacher-int8", "a fine film", "--store", str(moved)).returncode == 0
+    bench = run_cli("bench", "teacher", "teacher-int8", "--store", str(moved), "--samples", "4", "--repeats", "1",
+                    "--no-memory", "--json")
+    assert bench.returncode == 0, bench.stderr[-1500:]
+    assert run_cli("publish", "--store", str(moved), "--to", str(tmp_path / "pub.zip"), "--no-chart").returncode == 0
+    assert "teacher-int8" in list(cb.predict(_ctx(moved), "a fine film"))[-1][0]

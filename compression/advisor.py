@@ -18,15 +18,18 @@ class Advice:
 
 
 def _technique(row: dict) -> str | None:
-    method = (row.get("method") or "").lower()
-    return {"dynamic-int8": "int8 (torch dynamic)", "onnx-int8": "int8 (ONNX Runtime)", "bf16": "bf16",
-            "fp16": "fp16", "magnitude": "unstructured sparsity", "structured": "structured pruning",
-            "onnx-fp32": "ONNX Runtime fp32"}.get(method)
+    """The registered technique's label for a variant's method (None for the teacher and unknown methods)."""
+    from . import techniques
+
+    return techniques.label(row.get("method"))
 
 
 def advise(flags: dict[str, bool], rows: list[dict]) -> list[Advice]:
     """``flags``: ISA flags (``hardware.cpu_info()['flags']``); ``rows``: variants with name, parent, method and
-    ``latency_p50_ms`` (None when not benchmarked). Measured speed-ups (variant vs its parent) win over flags."""
+    ``latency_p50_ms`` (None when not benchmarked). Measured speed-ups (variant vs its parent) win over what each
+    registered technique says of the CPU's flags."""
+    from . import techniques
+
     by_name = {r["name"]: r for r in rows}
     measured: dict[str, list[tuple[str, float]]] = {}
     for row in rows:
@@ -34,31 +37,15 @@ def advise(flags: dict[str, bool], rows: list[dict]) -> list[Advice]:
         if technique and parent and row.get("latency_p50_ms") and parent.get("latency_p50_ms"):
             measured.setdefault(technique, []).append(
                 (row["name"], parent["latency_p50_ms"] / row["latency_p50_ms"]))
-
-    vnni = flags.get("avx512_vnni") or flags.get("avx_vnni") or flags.get("amx_int8")
-    bf16 = flags.get("avx512_bf16") or flags.get("amx_bf16")
-    from_flags = {
-        "int8 (torch dynamic)": (PAYS if vnni else MAYBE, "VNNI/AMX int8 instructions present" if vnni else
-                                 "no VNNI/AMX: int8 matmuls run without their fast path"),
-        "int8 (ONNX Runtime)": (PAYS if vnni else MAYBE, "VNNI/AMX int8 instructions present" if vnni else
-                                "no VNNI/AMX: int8 matmuls run without their fast path"),
-        "bf16": (PAYS if bf16 else NO, "AVX512-BF16/AMX present: bf16 matmuls run natively" if bf16 else
-                 "no AVX512-BF16/AMX: bf16 is emulated and slow"),
-        "fp16": (NO, "CPUs have no fast fp16 matmul kernels: fp16 runs several times slower than fp32"),
-        "unstructured sparsity": (NO, "zeros inside dense matrices do not speed up dense kernels; only the "
-                                      "stored bundle shrinks"),
-        "structured pruning": (PAYS, "removing heads, neurons or layers shrinks every matrix multiplication"),
-    }
     advice = []
-    for technique, (verdict, reason) in from_flags.items():
-        if technique in measured:
-            name, speedup = max(measured[technique], key=lambda x: x[1])
+    for t in (t for t in techniques.load().values() if t.advise is not None):
+        if t.label in measured:
+            name, speedup = max(measured[t.label], key=lambda x: x[1])
             verdict = PAYS if speedup >= 1.15 else (NO if speedup < 1.0 else MAYBE)
-            extra = " (only the bundle gets smaller)" if technique == "unstructured sparsity" else ""
-            advice.append(Advice(technique, verdict, f"{name}: {speedup:.2f}x its parent's batch-1 speed{extra}",
+            advice.append(Advice(t.label, verdict, f"{name}: {speedup:.2f}x its parent's batch-1 speed",
                                  "measured"))
         else:
-            advice.append(Advice(technique, verdict, reason, "CPU flags"))
+            advice.append(Advice(t.label, *t.advise(flags), "CPU flags"))
     return advice
 
 

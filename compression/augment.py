@@ -147,12 +147,13 @@ def teacher_transfer(teacher_folder: str | Path, texts: list[str], cache_dir: st
                      progress: Progress | None = None) -> np.ndarray:
     """The teacher's logits on a transfer set's ``texts``, cached on disk (key: teacher content and max length, the
     texts, the lab's version)."""
-    from . import __version__
     from .bundle import fingerprint, load_bundle, read_meta
+    from .codehash import code_digest
     from .distill import save_cache
 
     digest = hashlib.sha256("\x1d".join(texts).encode())
-    digest.update(f"{fingerprint(teacher_folder)}|{read_meta(teacher_folder)['max_length']}|{__version__}".encode())
+    digest.update(f"{fingerprint(teacher_folder)}|{read_meta(teacher_folder)['max_length']}|"
+                  f"{code_digest('compression.augment')}".encode())
     path = Path(cache_dir) / f"transfer-{digest.hexdigest()[:24]}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as cached:
@@ -173,8 +174,8 @@ def teacher_augmented(teacher_folder: str | Path, train_texts: list[str], cfg, s
     """
     import dataclasses
 
-    from . import __version__
     from .bundle import fingerprint, load_bundle, read_meta
+    from .codehash import code_digest
     from .config import TRANSFER_FIELDS
     from .distill import save_cache
 
@@ -183,7 +184,7 @@ def teacher_augmented(teacher_folder: str | Path, train_texts: list[str], cfg, s
     digest.update(b"\x1c" + "\x1d".join(other_texts).encode())
     copy_settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in TRANSFER_FIELDS}
     digest.update(f"{fingerprint(teacher_folder)}|{read_meta(teacher_folder)['max_length']}|"
-                  f"{sorted(copy_settings.items())}|{seed}|{__version__}".encode())
+                  f"{sorted(copy_settings.items())}|{seed}|{code_digest('compression.augment')}".encode())
     path = Path(cache_dir) / f"augmented-{digest.hexdigest()[:24]}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as cached:

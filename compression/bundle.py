@@ -225,45 +225,25 @@ def _is_sparse(model) -> bool:
 def save_bundle(model, tokenizer, folder: str | Path, *, name: str, kind: str, labels: list[str], max_length: int,
                 parent: str | None = None, step: dict | None = None, metrics: dict | None = None,
                 extra: dict | None = None, int8_embeddings: bool = False, onnx_file: str | Path | None = None,
-                warnings: list[str] | None = None) -> Path:
+                warnings: list[str] | None = None, technique: str | None = None) -> Path:
     """Write a variant as a bundle at ``folder`` (replacing an older one) and return its path.
 
     The weights format follows the model: plain Hugging Face safetensors when ``from_pretrained`` can read it back
     (fp32, bf16, fp16); the lab's encoded ``weights.safetensors`` for int8, sparse or structurally pruned models;
-    ``model.onnx`` when ``onnx_file`` is given (``model`` then only lends its config).
+    ``model.onnx`` when ``onnx_file`` is given (``model`` then only lends its config). ``technique`` names the
+    registered method whose ``restore`` rebuilds the model at load time (see compression/techniques).
     """
-    from .prune import structure
-    from .weights import quantized_linears
-
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         model.eval()
-        shapes = structure(model)
-        quantized = bool(quantized_linears(model))
-        if onnx_file is not None:
-            weights = {"format": "onnx", "runtime": "onnxruntime"}
-            tmp.mkdir()
-            shutil.copyfile(onnx_file, tmp / "model.onnx")
-            model.config.save_pretrained(tmp)
-        elif quantized or shapes or int8_embeddings or _is_sparse(model):
-            from safetensors.torch import save_file
-
-            from .weights import encode
-
-            dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
-            weights = {"format": "lab", "quantization": "dynamic-int8" if quantized else None,
-                       "embeddings": "rowint8" if int8_embeddings else None, "structure": shapes,
-                       "dtype": str(dtype).replace("torch.", "") if dtype is not None else "float32"}
-            tmp.mkdir()
-            model.config.save_pretrained(tmp)
-            tensors, metadata = encode(model, int8_embeddings=int8_embeddings)
-            save_file(tensors, str(tmp / WEIGHTS_FILE), metadata=metadata)
-        else:
-            weights = {"format": "hf", "dtype": str(next(model.parameters()).dtype).replace("torch.", "")}
-            model.save_pretrained(tmp, safe_serialization=True)
+        tmp.mkdir()
+        weights = {**_write_weights(model, tmp, int8_embeddings, onnx_file), "technique": technique}
+        if weights.get("quantized_linears") and technique is None:
+            raise ValueError("a model with quantized modules needs technique= (the registered method that "
+                             "restores it at load time), e.g. technique='dynamic-int8'")
         tokenizer.save_pretrained(tmp)
         from .hardware import package_versions
         from .prune import count_parameters
@@ -287,46 +267,92 @@ def save_bundle(model, tokenizer, folder: str | Path, *, name: str, kind: str, l
     return folder
 
 
+def _write_weights(model, folder: Path, int8_embeddings: bool, onnx_file) -> dict:
+    """Write the model's weights into ``folder``; returns how they are stored (``bundle.json``'s ``weights``)."""
+    from .prune import structure
+    from .weights import quantized_linears
+
+    shapes = structure(model)
+    quantized = bool(quantized_linears(model))
+    if onnx_file is not None:
+        shutil.copyfile(onnx_file, folder / "model.onnx")
+        model.config.save_pretrained(folder)
+        return {"format": "onnx", "runtime": "onnxruntime"}
+    if quantized or shapes or int8_embeddings or _is_sparse(model):
+        from safetensors.torch import save_file
+
+        from .weights import encode
+
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+        model.config.save_pretrained(folder)
+        tensors, metadata = encode(model, int8_embeddings=int8_embeddings)
+        save_file(tensors, str(folder / WEIGHTS_FILE), metadata=metadata)
+        return {"format": "lab", "quantized_linears": quantized, "embeddings": "rowint8" if int8_embeddings else None,
+                "structure": shapes, "dtype": str(dtype).replace("torch.", "") if dtype is not None else "float32"}
+    model.save_pretrained(folder, safe_serialization=True)
+    return {"format": "hf", "dtype": str(next(model.parameters()).dtype).replace("torch.", "")}
+
+
 def _tolerance(weights: dict) -> float:
-    """How far reloaded probe logits may drift: reduced precision legitimately rounds differently per process."""
+    """How far reloaded probe logits may drift: the technique's own figure, else by precision (reduced precision
+    legitimately rounds differently per process)."""
+    from . import techniques
+
+    name = techniques.bundle_technique(weights)
+    if name and techniques.get(name).tolerance is not None:
+        return techniques.get(name).tolerance
     if weights.get("dtype") in ("bfloat16", "float16"):
         return 2e-2
-    if weights["format"] == "onnx" or weights.get("quantization"):
-        return 1e-3
     return FP32_ATOL
 
 
 def _load_runner(folder: Path, meta: dict):
-    """The model object a bundle predicts with, built from its files according to ``meta['weights']``."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    """The model object a bundle predicts with: the bundle's technique restores it when it knows how; otherwise
+    plain Hugging Face weights load with ``from_pretrained`` and the lab's encoded ones into a rebuilt skeleton.
+    The technique is looked up among those registered in this process: a bundle never brings code of its own."""
+    from . import techniques
 
     weights = meta.get("weights", {"format": "hf"})
-    if weights["format"] == "onnx":
-        from .quantize import OnnxClassifier
-
-        return OnnxClassifier(folder / "model.onnx")
+    name = techniques.bundle_technique(weights)
+    technique = techniques.get(name) if name else None
+    if technique is not None and technique.restore is not None:
+        return technique.restore(folder, weights, lambda: skeleton(folder, weights))
     if weights["format"] == "lab":
-        from safetensors import safe_open
+        return decode_weights(skeleton(folder, weights), folder).eval()
+    from transformers import AutoModelForSequenceClassification
 
-        from .prune import apply_structure
-        from .weights import decode_into, quantize_dynamic_int8
-
-        import torch
-
-        model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(folder, trust_remote_code=False)).float()
-        if weights.get("structure"):
-            apply_structure(model, weights["structure"])
-        if weights.get("dtype") in ("bfloat16", "float16"):
-            model = model.to(getattr(torch, weights["dtype"]))
-        if weights.get("quantization") == "dynamic-int8":
-            model = quantize_dynamic_int8(model, inplace=True)  # the skeleton's fp32 weights are never needed
-        with safe_open(str(folder / WEIGHTS_FILE), framework="pt") as f:
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-            metadata = f.metadata()
-        decode_into(model, tensors, metadata)
-        return model.eval()
     return AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=False, use_safetensors=True,
                                                               dtype="auto").eval()
+
+
+def skeleton(folder: Path, weights: dict):
+    """An untrained model shaped like the bundle's: its config, the per-layer shapes structured pruning recorded,
+    its dtype. Weights are loaded into it afterwards."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from .prune import apply_structure
+
+    model = AutoModelForSequenceClassification.from_config(
+        AutoConfig.from_pretrained(folder, trust_remote_code=False)).float()
+    if weights.get("structure"):
+        apply_structure(model, weights["structure"])
+    if weights.get("dtype") in ("bfloat16", "float16"):
+        model = model.to(getattr(torch, weights["dtype"]))
+    return model
+
+
+def decode_weights(model, folder: Path):
+    """Load the lab's encoded ``weights.safetensors`` into ``model`` (whose modules already match) and return it."""
+    from safetensors import safe_open
+
+    from .weights import decode_into
+
+    with safe_open(str(Path(folder) / WEIGHTS_FILE), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        metadata = f.metadata()
+    decode_into(model, tensors, metadata)
+    return model
 
 
 def load_bundle(folder: str | Path) -> Bundle:

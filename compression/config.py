@@ -171,7 +171,15 @@ class AugmentConfig:
         return {k: v for k, v in out.items() if k not in TRANSFER_FIELDS or v}
 
 
-STUDENT_INITS = ("pretrained", "teacher-layers", "pretrained-layers")
+def check_technique(method: str, stage: str, where: str, cfg) -> None:
+    """The step's method must be a registered technique of that stage; then the technique checks its own fields."""
+    from . import techniques
+
+    allowed = techniques.names(stage)
+    _check(method in allowed, where, method, ", ".join(allowed))
+    validate = techniques.get(method, stage).validate
+    if validate is not None:
+        validate(cfg)
 
 
 @dataclass
@@ -179,9 +187,10 @@ class StudentConfig:
     """A student: where its weights start, and how it is distilled from the teacher."""
 
     name: str
-    init: Literal["pretrained", "teacher-layers", "pretrained-layers"] = field(default="pretrained", metadata={
-        "help": "pretrained: a small backbone as is; teacher-layers: a copy of the teacher keeping some layers "
-                "(DistilBERT-style); pretrained-layers: a small backbone keeping some layers"})
+    init: str = field(default="pretrained", metadata={
+        "help": "a student technique (compression/techniques): pretrained: a small backbone as is; teacher-layers: "
+                "a copy of the teacher keeping some layers (DistilBERT-style); pretrained-layers: a small backbone "
+                "keeping some layers"})
     model: str | None = field(default=None, metadata={"help": "backbone for pretrained / pretrained-layers"})
     layers: list[int] | None = field(default=None, metadata={
         "help": "0-based layers to keep for *-layers; every other layer when omitted"})
@@ -191,14 +200,8 @@ class StudentConfig:
 
     def __post_init__(self):
         check_name(self.name, "name")
-        needs_model = self.init != "teacher-layers"
-        _check((self.model is not None) == needs_model, "model", self.model,
-               "a model reference" if needs_model else "null (teacher-layers copies the teacher)")
-        _check(self.layers is None or (self.init.endswith("-layers") and len(self.layers) >= 1
-                                       and len(set(self.layers)) == len(self.layers) and min(self.layers) >= 0),
-               "layers", self.layers,
-               "distinct layer numbers >= 0, only with init teacher-layers or pretrained-layers")
         _check(8 <= self.max_length <= 512, "max_length", self.max_length, "8..512")
+        check_technique(self.init, "student", "init", self)
 
 
 PRUNE_TARGETS = [r"encoder\.layer\.\d+\..*\.weight$"]
@@ -210,7 +213,8 @@ class PruneConfig:
 
     name: str
     source: str = field(metadata={"help": "the variant to prune: the teacher, a student or an earlier step"})
-    method: Literal["magnitude", "structured"] = "magnitude"
+    method: str = field(default="magnitude", metadata={
+        "help": "a pruning technique (compression/techniques): magnitude or structured"})
     sparsity: float | None = field(default=None, metadata={
         "help": "magnitude: fraction of the selected weights set to zero, globally by |w|"})
     threshold: float | None = field(default=None, metadata={
@@ -228,22 +232,7 @@ class PruneConfig:
     def __post_init__(self):
         check_name(self.name, "name")
         check_name(self.source, "source")
-        if self.method == "magnitude":
-            _check((self.sparsity is None) != (self.threshold is None), "sparsity", self.sparsity,
-                   "exactly one of sparsity or threshold for method magnitude")
-            _check(self.sparsity is None or 0 < self.sparsity < 1, "sparsity", self.sparsity, "0 < sparsity < 1")
-            _check(self.threshold is None or self.threshold > 0, "threshold", self.threshold, "a number > 0")
-            _check(self.heads == 0 and self.ffn == 0 and not self.drop_layers, "method", self.method,
-                   "structured, when heads, ffn or drop_layers are set")
-        else:
-            _check(self.sparsity is None and self.threshold is None, "method", self.method,
-                   "magnitude, when sparsity or threshold are set")
-            _check(0 <= self.heads < 1, "heads", self.heads, "0 <= heads < 1")
-            _check(0 <= self.ffn < 1, "ffn", self.ffn, "0 <= ffn < 1")
-            _check(self.drop_layers is None or (len(self.drop_layers) >= 1 and min(self.drop_layers) >= 0),
-                   "drop_layers", self.drop_layers, "layer numbers >= 0")
-            _check(self.heads > 0 or self.ffn > 0 or bool(self.drop_layers), "heads", self.heads,
-                   "something to remove: heads > 0, ffn > 0 or drop_layers")
+        check_technique(self.method, "prune", "method", self)
         _check(self.importance_batches >= 1, "importance_batches", self.importance_batches, "an integer >= 1")
         for i, pattern in enumerate(self.targets):
             try:
@@ -258,15 +247,16 @@ class QuantizeConfig:
 
     name: str
     source: str = field(metadata={"help": "the fp32 variant to quantize"})
-    method: Literal["dynamic-int8", "bf16", "fp16", "onnx-int8", "onnx-fp32"] = field(default="dynamic-int8",
-        metadata={"help": "dynamic-int8 (torch, fastest on CPU), bf16, fp16 (slow on CPU: measured, not advised), "
-                          "onnx-fp32 / onnx-int8 (ONNX Runtime)"})
+    method: str = field(default="dynamic-int8", metadata={
+        "help": "a quantization technique (compression/techniques): dynamic-int8 (torch, fastest on CPU), bf16, "
+                "fp16 (slow on CPU: measured, not advised), onnx-fp32 / onnx-int8 (ONNX Runtime)"})
     int8_embeddings: bool = field(default=True, metadata={
         "help": "dynamic-int8: store the word embeddings as int8 too (torch keeps them fp32)"})
 
     def __post_init__(self):
         check_name(self.name, "name")
         check_name(self.source, "source")
+        check_technique(self.method, "quantize", "method", self)
 
 
 @dataclass

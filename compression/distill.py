@@ -60,20 +60,10 @@ def every_other_layer(total: int) -> list[int]:
 
 
 def build_student(cfg: StudentConfig, teacher_folder: str | Path, labels: list[str]):
-    """(tokenizer, model) for a student, from a pretrained backbone or a layer-dropped copy."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    """(tokenizer, model) for a student, made by the technique its ``init`` names (compression/techniques)."""
+    from . import techniques
 
-    from .sources import load_tokenizer_and_model
-
-    if cfg.init == "teacher-layers":
-        tokenizer = AutoTokenizer.from_pretrained(teacher_folder, trust_remote_code=False)
-        model = AutoModelForSequenceClassification.from_pretrained(teacher_folder, trust_remote_code=False,
-                                                                   use_safetensors=True)
-    else:
-        tokenizer, model = load_tokenizer_and_model(cfg.model, labels)
-    if cfg.init.endswith("-layers"):
-        model = keep_layers(model, cfg.layers or every_other_layer(model.config.num_hidden_layers))
-    return tokenizer, model
+    return techniques.get(cfg.init, "student").apply(cfg, teacher_folder, labels)
 
 
 def shares_tokenizer(a, b) -> bool:
@@ -89,8 +79,11 @@ def teacher_logits(teacher_folder: str | Path, data: LabeledData, cache_dir: str
     """The teacher's logits on every split, computed once and cached by (teacher, data, max length) fingerprints."""
     from .bundle import fingerprint, load_bundle, read_meta
 
+    from .codehash import code_digest
+
     max_length = read_meta(teacher_folder)["max_length"]
-    key = hashlib.sha256(f"{fingerprint(teacher_folder)}|{data.fingerprint}|{max_length}".encode()).hexdigest()[:24]
+    code = code_digest("compression.distill")  # the code that computes them: changed code, new cache
+    key = hashlib.sha256(f"{fingerprint(teacher_folder)}|{data.fingerprint}|{max_length}|{code}".encode()).hexdigest()[:24]
     path = Path(cache_dir) / f"teacher-logits-{key}.npz"
     if path.is_file():
         with np.load(path) as cached:

@@ -25,11 +25,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from . import techniques
+from .codehash import code_digest
 from .config import Recipe
 from .errors import failpoint
 from .store import RunStore, StoreError
 
 Progress = Callable[[float, str], None]
+TRAINING_CODE = ("compression.distill",)  # what every training stage runs: the Trainer subclass, losses, data
 BENCH_METRICS = ("latency_p50_ms", "latency_p95_ms", "latency_mean_ms", "throughput", "cpu_seconds_per_1000",
                  "peak_memory_mb", "resident_memory_mb", "load_seconds", "size_bytes", "params", "nonzero_params", "speedup_p50",
                  "compression", "throughput_ratio")
@@ -204,76 +207,21 @@ class _Build:
 def build(recipe: Recipe, store: RunStore, data_dir: str | Path | None = None,
           progress: Progress = _quiet) -> int:
     """Build every stage of ``recipe`` into ``store``; return the run id. One build per store at a time."""
-    from .data import load_data
-    from .distill import teacher_logits
-
     procs = _Processes()
-    plan = _Plan(recipe)
     with store.build_lock() if procs.main else contextlib.nullcontext():
         run_id = procs.share(store.start_run(recipe.name, recipe.to_dict()) if procs.main else None)
-        b = _Build(recipe, store, None, procs, run_id, progress, plan)
+        b = _Build(recipe, store, None, procs, run_id, progress, _Plan(recipe))
         try:
             t0 = time.perf_counter()
-            b.report("data", 0, f"loading data {recipe.data.source}")
-            with procs.main_first():  # the datasets cache is written once
-                b.data = load_data(recipe.data, base_dir=data_dir)
-                b.report("data", 1, b.data.summary())
-                if recipe.augment is not None and recipe.augment.transfer:
-                    _transfer_texts(b, data_dir)
-
-            teacher = recipe.teacher
-            teacher_fp = fingerprint("teacher", dataclasses.asdict(teacher), b.data.fingerprint, recipe.seed)
-            if not b.reuse(teacher.name, "teacher", None, teacher_fp):
-                b.start(teacher.name, "teacher", None, teacher_fp, {"source": teacher.model})
-                _teacher(b)  # recorded finished here: a build stopped during the long logits stage keeps it
-            b.clean(teacher.name)
-
-            b.report("logits", 0, "teacher logits: computing or reading the cache")
-            t = time.perf_counter()
-            with procs.main_first():  # main computes and caches; the others then read the cache
-                b.logits = teacher_logits(b.folders[teacher.name], b.data, store.root / "cache",
-                                          lambda f, m: b.report("logits", f, m, log=False))
-            b.report("logits", 1, f"teacher logits ready ({time.perf_counter() - t:.1f} s)")
-
-            # Recipes without augmentation keep the fingerprints they had before it existed.
-            augment = [recipe.augment.key()] if recipe.augment is not None else []
-            if b.transfer_texts is not None:  # the transfer set's content, not just its name
-                augment.append(hashlib.sha256("\x1d".join(b.transfer_texts).encode()).hexdigest())
-
-            teacher_content = b.bundle_fingerprint(teacher.name)
-            for cfg in recipe.students:
-                fp = fingerprint("student", dataclasses.asdict(cfg), teacher_content, b.data.fingerprint, recipe.seed,
-                                 *augment)
-                if not b.reuse(cfg.name, "student", teacher.name, fp):
-                    b.start(cfg.name, "student", teacher.name, fp, {"init": cfg.init, "source": cfg.model})
-                    _student(b, cfg)
-                b.clean(cfg.name)
-
-            for cfg in recipe.prune:
-                fp = fingerprint("prune", dataclasses.asdict(cfg), b.bundle_fingerprint(cfg.source), teacher_content,
-                                 b.data.fingerprint, recipe.seed, *(augment if cfg.recover is not None else []))
-                if not b.reuse(cfg.name, "pruned", cfg.source, fp):
-                    b.start(cfg.name, "pruned", cfg.source, fp, {"method": cfg.method})
-                    _prune(b, cfg)
-                b.clean(cfg.name)
-
-            for cfg in recipe.quantize:
-                fp = fingerprint("quantize", dataclasses.asdict(cfg), b.bundle_fingerprint(cfg.source),
-                                 b.data.fingerprint)
-                if not b.reuse(cfg.name, "quantized", cfg.source, fp):
-                    b.start(cfg.name, "quantized", cfg.source, fp, {"method": cfg.method})
-                    if procs.main:  # no training: one process is enough
-                        _quantize(b, cfg)
-                b.clean(cfg.name)
-
+            _data(b, data_dir)
+            _teacher_stage(b)
+            _logits(b)
+            for stage, cfg, parent in _steps(recipe):
+                _variant(b, stage, cfg, parent)
             if recipe.bench is not None and procs.main:
                 _bench(b)
             if procs.main:
-                store.finish_run(run_id)
-                for folder in b.stage_dirs.values():  # only this build's: another recipe's checkpoints stay
-                    shutil.rmtree(folder, ignore_errors=True)
-                with contextlib.suppress(OSError):
-                    b.work_dir.rmdir()  # when empty
+                _finish_run(b)
             reused = f"; reused {len(b.reused)} unchanged variant(s)" if b.reused else ""
             b.report("done", 1, f"run {run_id} finished in {time.perf_counter() - t0:.1f} s{reused}")
             return run_id
@@ -284,6 +232,104 @@ def build(recipe: Recipe, store: RunStore, data_dir: str | Path | None = None,
                 with contextlib.suppress(StoreError, sqlite3.Error, OSError):
                     store.fail_run(run_id, " ".join(str(err).split()) or type(err).__name__)
             raise
+
+
+def _steps(recipe: Recipe):
+    """(stage, step config, parent variant) for every variant after the teacher, in the order they are made."""
+    yield from (("student", cfg, recipe.teacher.name) for cfg in recipe.students)
+    yield from (("prune", cfg, cfg.source) for cfg in recipe.prune)
+    yield from (("quantize", cfg, cfg.source) for cfg in recipe.quantize)
+
+
+def _data(b: _Build, data_dir) -> None:
+    from .data import load_data
+
+    b.report("data", 0, f"loading data {b.recipe.data.source}")
+    with b.procs.main_first():  # the datasets cache is written once
+        b.data = load_data(b.recipe.data, base_dir=data_dir)
+        b.report("data", 1, b.data.summary())
+        if b.recipe.augment is not None and b.recipe.augment.transfer:
+            _transfer_texts(b, data_dir)
+
+
+def _teacher_stage(b: _Build) -> None:
+    teacher = b.recipe.teacher
+    fp = fingerprint("teacher", dataclasses.asdict(teacher), b.data.fingerprint, b.recipe.seed,
+                     code_digest(*TRAINING_CODE, "compression.sources"))
+    if not b.reuse(teacher.name, "teacher", None, fp):
+        b.start(teacher.name, "teacher", None, fp, {"source": teacher.model})
+        _teacher(b)  # recorded finished here: a build stopped during the long logits stage keeps it
+    b.clean(teacher.name)
+
+
+def _logits(b: _Build) -> None:
+    from .distill import teacher_logits
+
+    b.report("logits", 0, "teacher logits: computing or reading the cache")
+    t = time.perf_counter()
+    with b.procs.main_first():  # main computes and caches; the others then read the cache
+        b.logits = teacher_logits(b.folders[b.recipe.teacher.name], b.data, b.store.root / "cache",
+                                  lambda f, m: b.report("logits", f, m, log=False))
+    b.report("logits", 1, f"teacher logits ready ({time.perf_counter() - t:.1f} s)")
+
+
+def _augment_key(b: _Build) -> list:
+    """What augmentation adds to a training stage's fingerprint; nothing for recipes without it, so they keep the
+    fingerprints they had before it existed."""
+    key = [b.recipe.augment.key()] if b.recipe.augment is not None else []
+    if b.transfer_texts is not None:  # the transfer set's content, not just its name
+        key.append(hashlib.sha256("\x1d".join(b.transfer_texts).encode()).hexdigest())
+    return key
+
+
+def step_fingerprint(b: _Build, stage: str, cfg, parent: str) -> str:
+    """A variant's input: its step, its parent's bundle content, the data, the seed, the teacher and augmentation
+    when it trains, and the code that makes it (its technique's module and what that imports, the metrics)."""
+    technique = techniques.get(cfg.init if stage == "student" else cfg.method, stage)
+    trains = stage == "student" or getattr(cfg, "recover", None) is not None
+    parts = [stage, dataclasses.asdict(cfg), b.bundle_fingerprint(parent), b.data.fingerprint]
+    if stage != "quantize":
+        parts += [b.bundle_fingerprint(b.recipe.teacher.name), b.recipe.seed]
+    parts += _augment_key(b) if trains else []
+    return fingerprint(*parts, technique_code(technique, trains))
+
+
+def technique_code(technique, trains: bool) -> str:
+    """The digest of the code that makes a technique's variants: its module and what that imports (for an
+    operator's plugin outside the package, its own file), the metrics, and the training code when it trains."""
+    import importlib.util
+
+    inside = technique.module.startswith("compression.")
+    digest = code_digest(technique.module if inside else "compression.techniques", "compression.metrics",
+                         *(TRAINING_CODE if trains else ()))
+    if inside:
+        return digest
+    origin = importlib.util.find_spec(technique.module).origin
+    return digest + hashlib.sha256(Path(origin).read_bytes()).hexdigest()[:16]
+
+
+def _variant(b: _Build, stage: str, cfg, parent: str) -> None:
+    """Reuse an unchanged variant, or make, save, verify, evaluate and record it."""
+    kind = {"student": "student", "prune": "pruned", "quantize": "quantized"}[stage]
+    fp = step_fingerprint(b, stage, cfg, parent)
+    if not b.reuse(cfg.name, kind, parent, fp):
+        meta = {"init": cfg.init, "source": cfg.model} if stage == "student" else {"method": cfg.method}
+        b.start(cfg.name, kind, parent, fp, meta)
+        if stage == "student":
+            _student(b, cfg)
+        elif stage == "prune":
+            _prune(b, cfg)
+        elif b.procs.main:  # quantizing trains nothing: one process is enough
+            _quantize(b, cfg)
+    b.clean(cfg.name)
+
+
+def _finish_run(b: _Build) -> None:
+    b.store.finish_run(b.run_id)
+    for folder in b.stage_dirs.values():  # only this build's: another recipe's checkpoints stay
+        shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        b.work_dir.rmdir()  # when empty
 
 
 def _teacher(b: _Build) -> None:
@@ -379,13 +425,13 @@ def _student(b: _Build, cfg) -> None:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from .bundle import save_bundle
-    from .distill import build_student, shares_tokenizer, tokenize, train
+    from .distill import shares_tokenizer, tokenize, train
     from .errors import LabError
 
     _training_data(b)
     teacher_dir = b.folders[b.recipe.teacher.name]
     b.report(cfg.name, 0, f"{cfg.name}: building student ({cfg.init}{' of ' + cfg.model if cfg.model else ''})")
-    tokenizer, model = build_student(cfg, teacher_dir, b.data.labels)
+    tokenizer, model = techniques.get(cfg.init, "student").apply(cfg, teacher_dir, b.data.labels)
     teacher_model = None
     if cfg.distill.intermediate:
         if not shares_tokenizer(tokenizer, AutoTokenizer.from_pretrained(teacher_dir, trust_remote_code=False)):
@@ -402,7 +448,7 @@ def _student(b: _Build, cfg) -> None:
     if not b.procs.main:
         return
     save_bundle(model, tokenizer, b.folders[cfg.name], name=cfg.name, kind="student", labels=b.data.labels,
-                max_length=cfg.max_length, parent=b.recipe.teacher.name,
+                max_length=cfg.max_length, parent=b.recipe.teacher.name, technique=cfg.init,
                 step={"stage": "student", **dataclasses.asdict(cfg)},
                 extra={"data": {"source": b.data.source, "fingerprint": b.data.fingerprint}})
     b.evaluate_and_finish(cfg.name, timings, b.verify(cfg.name, timings))
@@ -413,20 +459,17 @@ def _fp32_source(folder: Path):
     from .errors import LabError
 
     source = load_bundle(folder)
-    weights = source.meta.get("weights", {})
-    if weights.get("format") == "onnx" or weights.get("quantization") or weights.get("dtype") in ("bfloat16",
-                                                                                                  "float16"):
+    if techniques.is_quantized(source.meta.get("weights", {})):
         raise LabError(f"{source.name} is already quantized; prune or quantize an fp32 variant")
     return source
 
 
 def _prune(b: _Build, cfg) -> None:
-    from torch.utils.data import DataLoader
-
     from .bundle import save_bundle
-    from .distill import Collator, keep_layers, tokenize, train
-    from .prune import magnitude_prune, make_permanent, sparsity_report, structured_prune
+    from .distill import tokenize, train
+    from .prune import make_permanent, sparsity_report
 
+    technique = techniques.get(cfg.method, "prune")
     b.report(cfg.name, 0, f"{cfg.name}: {cfg.method} pruning of {cfg.source}")
     source = _fp32_source(b.folders[cfg.source])
     model, tokenizer = source.model.train(), source.tokenizer
@@ -435,24 +478,10 @@ def _prune(b: _Build, cfg) -> None:
         dataset = tokenize(b.train_data, tokenizer, source.max_length, b.train_logits)
     else:
         dataset = tokenize(b.data, tokenizer, source.max_length, b.logits)
-    timings, details = {}, {}
+    timings = {}
     t = time.perf_counter()
-    if cfg.method == "magnitude":
-        magnitude_prune(model, threshold=cfg.threshold, sparsity=cfg.sparsity, patterns=cfg.targets)
-    else:
-        if cfg.drop_layers:
-            if max(cfg.drop_layers) >= model.config.num_hidden_layers or \
-                    len(set(cfg.drop_layers)) >= model.config.num_hidden_layers:
-                from .errors import LabError
-
-                raise LabError(f"{cfg.name}: drop_layers {cfg.drop_layers} must name some (not all) of the "
-                               f"{model.config.num_hidden_layers} layers 0..{model.config.num_hidden_layers - 1}")
-            model = keep_layers(model, [i for i in range(model.config.num_hidden_layers) if i not in cfg.drop_layers])
-            details["layers_dropped"] = sorted(cfg.drop_layers)
-        if cfg.heads > 0 or cfg.ffn > 0:
-            loader = DataLoader(dataset["validation"], batch_size=16, collate_fn=Collator(tokenizer))
-            batches = [batch for _, batch in zip(range(cfg.importance_batches), loader)]
-            details.update(structured_prune(model, batches, heads=cfg.heads, ffn=cfg.ffn))
+    batches = _importance_batches(dataset, tokenizer, cfg) if technique.needs_batches else []
+    model, details = technique.apply(model, cfg, batches)
     timings["prune_seconds"] = round(time.perf_counter() - t, 2)
     if cfg.recover is not None:
         t = time.perf_counter()
@@ -467,36 +496,35 @@ def _prune(b: _Build, cfg) -> None:
                              f"{sparsity['nonzero_params']:,} of {sparsity['params']:,} parameters non-zero")
     save_bundle(model, tokenizer, b.folders[cfg.name], name=cfg.name, kind="pruned", labels=b.data.labels,
                 max_length=source.max_length, parent=cfg.source, step={"stage": "prune", **dataclasses.asdict(cfg)},
-                extra={"pruning": {**details, "sparsity": sparsity},
-                       "data": {"source": b.data.source, "fingerprint": b.data.fingerprint}})
+                technique=cfg.method, extra={"pruning": {**details, "sparsity": sparsity},
+                                             "data": {"source": b.data.source, "fingerprint": b.data.fingerprint}})
     b.evaluate_and_finish(cfg.name, timings, b.verify(cfg.name, timings))
+
+
+def _importance_batches(dataset, tokenizer, cfg) -> list:
+    """Validation batches that rank heads and neurons (never training data: the ranking must not overfit it)."""
+    from torch.utils.data import DataLoader
+
+    from .distill import Collator
+
+    loader = DataLoader(dataset["validation"], batch_size=16, collate_fn=Collator(tokenizer))
+    return [batch for _, batch in zip(range(cfg.importance_batches), loader)]
 
 
 def _quantize(b: _Build, cfg) -> None:
     from .bundle import save_bundle
-    from .quantize import FP16_CPU_WARNING, export_onnx, onnx_int8, quantize
 
+    technique = techniques.get(cfg.method, "quantize")
     b.report(cfg.name, 0, f"{cfg.name}: {cfg.method} of {cfg.source}")
     source = _fp32_source(b.folders[cfg.source])
-    folder, timings = b.folders[cfg.name], {}
-    common = dict(name=cfg.name, kind="quantized", labels=b.data.labels, max_length=source.max_length,
-                  parent=cfg.source, step={"stage": "quantize", **dataclasses.asdict(cfg)},
-                  extra={"data": {"source": b.data.source, "fingerprint": b.data.fingerprint}})
     t = time.perf_counter()
-    if cfg.method.startswith("onnx"):
-        work = b.stage_dirs[cfg.name]
-        work.mkdir(parents=True, exist_ok=True)
-        onnx_file = export_onnx(source.model, source.tokenizer, work / "model.fp32.onnx")
-        if cfg.method == "onnx-int8":
-            onnx_file = onnx_int8(onnx_file, work / "model.int8.onnx")
-        timings["quantize_seconds"] = round(time.perf_counter() - t, 2)
-        save_bundle(source.model, source.tokenizer, folder, onnx_file=onnx_file, **common)
-    else:
-        int8_embeddings = cfg.method == "dynamic-int8" and cfg.int8_embeddings
-        model = quantize(source.model, cfg.method, int8_embeddings=int8_embeddings)
-        timings["quantize_seconds"] = round(time.perf_counter() - t, 2)
-        save_bundle(model, source.tokenizer, folder, int8_embeddings=int8_embeddings,
-                    warnings=[FP16_CPU_WARNING] if cfg.method == "fp16" else [], **common)
+    built = technique.apply(source.model, source.tokenizer, cfg, b.stage_dirs[cfg.name])
+    timings = {"quantize_seconds": round(time.perf_counter() - t, 2)}
+    save_bundle(built.model, source.tokenizer, b.folders[cfg.name], name=cfg.name, kind="quantized",
+                labels=b.data.labels, max_length=source.max_length, parent=cfg.source, technique=cfg.method,
+                step={"stage": "quantize", **dataclasses.asdict(cfg)}, onnx_file=built.onnx_file,
+                int8_embeddings=built.int8_embeddings, warnings=list(built.warnings),
+                extra={"data": {"source": b.data.source, "fingerprint": b.data.fingerprint}})
     b.evaluate_and_finish(cfg.name, timings, b.verify(cfg.name, timings))
 
 
@@ -509,7 +537,7 @@ def _bench(b: _Build) -> None:
 
     names = list(b.folders)  # teacher first: ratios are against it
     bench_fp = fingerprint("bench", dataclasses.asdict(b.recipe.bench), [b.bundle_fingerprint(n) for n in names],
-                           cpu_info()["model"], runtime_wanted())
+                           cpu_info()["model"], runtime_wanted(), code_digest("compression.bench"))
     records = {r.id: r for r in b.store.variants(status="finished", latest_only=False)}
     done = [records[b.variant_ids[n]].metric_details.get("latency_p50_ms", {}).get("bench_fingerprint")
             for n in names]

@@ -15,9 +15,10 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
+from .config import PRUNE_TARGETS
 from .errors import LabError
 
-DEFAULT_TARGETS = (r"encoder\.layer\.\d+\..*\.weight$",)
+DEFAULT_TARGETS = tuple(PRUNE_TARGETS)  # one pattern, defined with the recipe field it defaults
 
 
 # ---------------------------------------------------------------- magnitude pruning

@@ -1,8 +1,8 @@
-"""Quantization: dynamic int8 (torch), bf16 and fp16 casts, and ONNX export with an ONNX Runtime int8 variant.
+"""Quantization mechanisms: dynamic int8 (torch), dtype casts, ONNX export, ONNX Runtime int8 and its runner.
 
+Which method uses which, and what each bundle records, lives in ``compression/techniques/`` (one file per method).
 Measured on CPUs like these (see DESIGN/README): dynamic int8 of Linear layers is the fastest path; bf16 pays only
-with AVX512-BF16/AMX; **fp16 is several times slower than fp32 on CPU** — it is offered so that the slowdown is
-measured and shown, never recommended for CPU.
+with AVX512-BF16/AMX; fp16 is several times slower than fp32 on CPU.
 """
 
 from __future__ import annotations
@@ -15,26 +15,23 @@ import torch
 from .errors import LabError
 from .weights import quantize_dynamic_int8, round_embeddings_int8
 
-METHODS = ("dynamic-int8", "bf16", "fp16", "onnx-int8", "onnx-fp32")
-FP16_CPU_WARNING = "fp16 runs 3-4x slower than fp32 on CPU (no fast fp16 kernels): keep it for GPUs"
 ONNX_OPSET = 18
 
 
-def quantize(model, method: str, int8_embeddings: bool = False):
-    """A quantized copy of a torch model for the torch methods; ONNX methods go through :func:`export_onnx`.
+def dynamic_int8(model, int8_embeddings: bool = False):
+    """A dynamic-int8 copy of a torch model (every Linear, per-channel weights). ``int8_embeddings``: snap word
+    embeddings to int8 too, so the model in memory predicts what its int8-embedding bundle will after reload."""
+    quantized = quantize_dynamic_int8(model.float())
+    if int8_embeddings:
+        round_embeddings_int8(quantized)
+    return quantized
 
-    ``int8_embeddings`` (dynamic-int8): snap word embeddings to int8 too; the bundle then stores them as int8.
-    """
-    if method == "dynamic-int8":
-        quantized = quantize_dynamic_int8(model.float())
-        if int8_embeddings:
-            round_embeddings_int8(quantized)
-        return quantized
-    if method in ("bf16", "fp16"):
-        import copy
 
-        return copy.deepcopy(model).to(torch.bfloat16 if method == "bf16" else torch.float16)
-    raise ValueError(f"unknown quantization method {method!r} (allowed: {', '.join(METHODS)})")
+def cast(model, dtype: str):
+    """A copy of a torch model in ``dtype`` (``bfloat16`` or ``float16``)."""
+    import copy
+
+    return copy.deepcopy(model).to(getattr(torch, dtype))
 
 
 def export_onnx(model, tokenizer, path: str | Path) -> Path:

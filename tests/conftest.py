@@ -87,7 +87,7 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600):
     """Run ``python -m compression ARGS`` in a fresh process, as a user would."""
     import subprocess
 
-    full_env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run([sys.executable, "-m", "compression", *args], capture_output=True, text=True,
                           timeout=timeout, env=full_env, cwd=ROOT)
 

@@ -184,9 +184,9 @@ def _lab_tab(ctx: AppContext) -> dict:
                 data = gr.Dropdown(views.DATA_SOURCES, value=views.DATA_SOURCES[0], label="Data",
                                    allow_custom_value=False)
                 samples = gr.Slider(200, 8000, value=1600, step=100, label="training texts")
-                students = gr.CheckboxGroup(list(views.STUDENT_CHOICES), value=["MiniLM-L6 (pretrained)"],
+                students = gr.CheckboxGroup(views.student_choices(), value=views.student_choices()[:1],
                                             label="Students")
-                techniques = gr.CheckboxGroup(list(views.TECHNIQUE_CHOICES), value=["dynamic int8"],
+                techniques = gr.CheckboxGroup(views.technique_choices(), value=views.technique_choices()[:1],
                                               label="Techniques (on the first student)")
             run = gr.Button("Run build", variant="primary")
             log = gr.Textbox(label="Live log", lines=12, max_lines=20, interactive=False, autoscroll=True)

@@ -7,29 +7,20 @@ import pandas as pd
 PREDICTION_COLUMNS = ["variant", "label", "confidence", "latency ms", "agrees with teacher"]
 
 
-TECHNIQUES = {
-    ("student", "pretrained"): "distilled: pretrained backbone",
-    ("student", "pretrained-layers"): "distilled: layer-dropped backbone",
-    ("student", "teacher-layers"): "distilled: half the teacher's layers",
-    ("pruned", "magnitude"): "unstructured sparsity",
-    ("pruned", "structured"): "structured pruning",
-    ("quantized", "dynamic-int8"): "int8 (torch dynamic)",
-    ("quantized", "onnx-int8"): "int8 (ONNX Runtime)",
-    ("quantized", "onnx-fp32"): "ONNX Runtime fp32",
-    ("quantized", "bf16"): "bf16",
-    ("quantized", "fp16"): "fp16 (slow on CPU)",
-}
 HEADLINE_COLUMNS = ["variant", "technique", "accuracy % (95% CI)", "vs teacher", "speed-up", "smaller", "p50 ms",
                     "MB"]
 
 
 def technique(row: dict) -> str:
-    """How a variant was made, in words a visitor reads at a glance (the method names are for recipes)."""
+    """How a variant was made, in words a visitor reads at a glance (the method names are for recipes): the
+    registered technique's label."""
+    from .. import techniques
+
     kind, method = row.get("kind"), row.get("method")
     kind, method = kind if isinstance(kind, str) else "", method.lower() if isinstance(method, str) else ""
     if kind == "teacher":
         return "teacher (fine-tuned)"
-    return TECHNIQUES.get((kind, method)) or method or kind
+    return techniques.label(method) or method or kind
 
 
 def frame(rows: list[dict]) -> pd.DataFrame:

@@ -19,16 +19,6 @@ DATA_SOURCES = ["embedded:rotten-tomatoes"]  # the app never reads a data path a
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 RECIPES_DIR = PROJECT_DIR / "recipes"
 ASSETS_DIR = PROJECT_DIR / "assets"
-STUDENT_CHOICES = {
-    "MiniLM-L6 (pretrained)": {"name": "minilm-l6", "init": "pretrained", "model": "embedded:minilm-l6"},
-    "MiniLM-L3 (layers 0,2,4)": {"name": "minilm-l3", "init": "pretrained-layers", "model": "embedded:minilm-l6",
-                                 "layers": [0, 2, 4]},
-    "Teacher, every other layer": {"name": "teacher-half", "init": "teacher-layers"},
-}
-TECHNIQUE_CHOICES = ("magnitude pruning 50%", "structured pruning (½ heads, ½ FFN)", "dynamic int8", "bf16",
-                     "fp16 (slow on CPU)", "ONNX Runtime int8")
-
-
 def examples() -> list[str]:
     path = ASSETS_DIR / "examples.txt"
     if not path.is_file():
@@ -147,6 +137,21 @@ def app_recipes() -> list[str]:
     return allowed
 
 
+def lab_choices(stage: str) -> dict[str, object]:
+    """The Lab's checkbox labels for a stage's registered techniques (those that offer one), in registry order."""
+    from .. import techniques
+
+    return {t.lab.label: t for t in techniques.load().values() if t.stage == stage and t.lab is not None}
+
+
+def student_choices() -> list[str]:
+    return list(lab_choices("student"))
+
+
+def technique_choices() -> list[str]:
+    return [*lab_choices("quantize"), *lab_choices("prune")]
+
+
 def lab_recipe(teacher: str, data: str, train_samples: int, students: list[str], techniques: list[str]) -> dict:
     """A recipe (as plain data) from the Lab tab's choices; validated by ``from_dict`` like any recipe file."""
     recipe = {"name": "lab", "data": {"source": data, "max_train_samples": int(train_samples),
@@ -154,30 +159,17 @@ def lab_recipe(teacher: str, data: str, train_samples: int, students: list[str],
               "teacher": {"model": teacher, "max_length": 64,
                           "train": {"epochs": 1, "batch_size": 16, "learning_rate": 3e-5}},
               "students": [], "prune": [], "quantize": []}
-    unknown = [x for x in students if x not in STUDENT_CHOICES]
+    offered = lab_choices("student")
+    unknown = [x for x in students if x not in offered]
     if unknown:
         raise LabError(f"unknown student choice {unknown[0]!r}: choose from the list offered")
     for label in students:
-        recipe["students"].append(dict(STUDENT_CHOICES[label], max_length=64,
+        recipe["students"].append(dict(offered[label].lab.step("teacher", teacher), max_length=64,
                                        train={"epochs": 3, "batch_size": 32, "learning_rate": 1e-4}))
     base = recipe["students"][0]["name"] if recipe["students"] else "teacher"
-    recover = {"epochs": 1, "batch_size": 32, "learning_rate": 5e-5}
-    steps = {
-        "magnitude pruning 50%": ("prune", {"name": f"{base}-sparse50", "source": base, "method": "magnitude",
-                                            "sparsity": 0.5, "recover": recover}),
-        # MPNet shares one relative-position bias across heads: prune only its FFN neurons
-        "structured pruning (½ heads, ½ FFN)": ("prune", {"name": f"{base}-slim", "source": base,
-                                                           "method": "structured", "ffn": 0.5, "recover": recover,
-                                                           "heads": 0.0 if base == "teacher" and "mpnet" in teacher
-                                                           else 0.5}),
-        "dynamic int8": ("quantize", {"name": f"{base}-int8", "source": base, "method": "dynamic-int8"}),
-        "bf16": ("quantize", {"name": f"{base}-bf16", "source": base, "method": "bf16"}),
-        "fp16 (slow on CPU)": ("quantize", {"name": f"{base}-fp16", "source": base, "method": "fp16"}),
-        "ONNX Runtime int8": ("quantize", {"name": f"{base}-onnx-int8", "source": base, "method": "onnx-int8"}),
-    }
+    steps = {**lab_choices("prune"), **lab_choices("quantize")}
     for label in techniques:
         if label not in steps:
             raise LabError(f"unknown technique {label!r}: choose from the list offered")
-        section, step = steps[label]
-        recipe[section].append(step)
+        recipe[steps[label].stage].append(steps[label].lab.step(base, teacher))
     return recipe

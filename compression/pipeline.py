@@ -4,8 +4,10 @@ Progress goes to a callback ``progress(fraction, message)`` so the CLI (tqdm) an
 the same stages. A variant is recorded as finished only after its bundle reloaded in a fresh process.
 
 Builds resume: every variant has an input fingerprint (its recipe step, the content of its parent bundle, the data,
-the seed). A finished variant with the same fingerprint and an intact bundle is reused instead of rebuilt, so a
-second build of an unchanged recipe — or one interrupted part-way — only does what is missing.
+the seed, and a digest of the code that makes it: its technique's module and what that imports). A finished variant
+with the same fingerprint and an intact bundle is reused instead of rebuilt, so a second build of an unchanged
+recipe — or one interrupted part-way — only does what is missing, and changed code rebuilds what it makes. The
+stages themselves are in ``stages.py``.
 
 Under ``torchrun`` / ``accelerate launch`` every process runs this function: all of them train (the Trainer
 synchronises them), and only the main process writes bundles and touches the store.
@@ -18,14 +20,13 @@ import dataclasses
 import hashlib
 import json
 import os
-import random
 import shutil
 import sqlite3
 import time
 from pathlib import Path
 from typing import Callable
 
-from . import techniques
+from . import stages, techniques
 from .codehash import code_digest
 from .config import Recipe
 from .errors import failpoint
@@ -219,7 +220,7 @@ def build(recipe: Recipe, store: RunStore, data_dir: str | Path | None = None,
             for stage, cfg, parent in _steps(recipe):
                 _variant(b, stage, cfg, parent)
             if recipe.bench is not None and procs.main:
-                _bench(b)
+                stages.bench(b)
             if procs.main:
                 _finish_run(b)
             reused = f"; reused {len(b.reused)} unchanged variant(s)" if b.reused else ""
@@ -249,7 +250,7 @@ def _data(b: _Build, data_dir) -> None:
         b.data = load_data(b.recipe.data, base_dir=data_dir)
         b.report("data", 1, b.data.summary())
         if b.recipe.augment is not None and b.recipe.augment.transfer:
-            _transfer_texts(b, data_dir)
+            stages.transfer_texts(b, data_dir)
 
 
 def _teacher_stage(b: _Build) -> None:
@@ -258,7 +259,7 @@ def _teacher_stage(b: _Build) -> None:
                      code_digest(*TRAINING_CODE, "compression.sources"))
     if not b.reuse(teacher.name, "teacher", None, fp):
         b.start(teacher.name, "teacher", None, fp, {"source": teacher.model})
-        _teacher(b)  # recorded finished here: a build stopped during the long logits stage keeps it
+        stages.teacher(b)  # recorded finished here: a build stopped during the long logits stage keeps it
     b.clean(teacher.name)
 
 
@@ -316,11 +317,11 @@ def _variant(b: _Build, stage: str, cfg, parent: str) -> None:
         meta = {"init": cfg.init, "source": cfg.model} if stage == "student" else {"method": cfg.method}
         b.start(cfg.name, kind, parent, fp, meta)
         if stage == "student":
-            _student(b, cfg)
+            stages.student(b, cfg)
         elif stage == "prune":
-            _prune(b, cfg)
+            stages.prune(b, cfg)
         elif b.procs.main:  # quantizing trains nothing: one process is enough
-            _quantize(b, cfg)
+            stages.quantize(b, cfg)
     b.clean(cfg.name)
 
 
@@ -330,229 +331,3 @@ def _finish_run(b: _Build) -> None:
         shutil.rmtree(folder, ignore_errors=True)
     with contextlib.suppress(OSError):
         b.work_dir.rmdir()  # when empty
-
-
-def _teacher(b: _Build) -> None:
-    """Load (and fine-tune) the teacher, save, verify, evaluate and record it (the main process writes)."""
-    from .bundle import load_bundle, save_bundle
-    from .distill import tokenize, train
-    from .sources import load_tokenizer_and_model
-
-    cfg, data = b.recipe.teacher, b.data
-    b.report("teacher", 0, f"loading teacher {cfg.model}")
-    tokenizer, model = load_tokenizer_and_model(cfg.model, data.labels)
-    timings = {}
-    if cfg.train is not None:
-        t = time.perf_counter()
-        model = train(model, tokenizer, tokenize(data, tokenizer, cfg.max_length), cfg.train,
-                      b.stage_dirs[cfg.name], b.recipe.seed, cfg.name, progress=b.trainer_progress("teacher"))
-        timings["train_seconds"] = round(time.perf_counter() - t, 2)
-    if not b.procs.main:
-        return
-    save_bundle(model, tokenizer, b.folders[cfg.name], name=cfg.name, kind="teacher", labels=data.labels,
-                max_length=cfg.max_length, step={"stage": "teacher", **dataclasses.asdict(cfg)},
-                extra={"source": cfg.model, "data": {"source": data.source, "fingerprint": data.fingerprint}})
-    check = b.verify(cfg.name, timings)
-    t = time.perf_counter()
-    from .metrics import score_logits
-
-    test = data.splits["test"]
-    metrics = score_logits(load_bundle(b.folders[cfg.name]).logits(list(test["text"])), test["label"])
-    timings["evaluate_seconds"] = round(time.perf_counter() - t, 2)
-    b.finish(cfg.name, metrics, timings, check)
-
-
-def _training_data(b: _Build) -> None:
-    """What distillation trains on: the data, plus the augmented texts. Made when the first stage trains, so a
-    rerun that reuses every student never pays for labelling them."""
-    if b.train_data is None:
-        if b.recipe.augment is None:
-            b.train_data, b.train_logits = b.data, b.logits
-        else:
-            _augment(b)
-
-
-def _transfer_texts(b: _Build, data_dir) -> None:
-    """The transfer set's texts that are new: none largely repeats a text of the data or of ``exclude``."""
-    from .augment import new_texts
-    from .data import load_texts
-
-    cfg, t = b.recipe.augment, time.perf_counter()
-    known = [text for split in b.data.splits.values() for text in split["text"]]
-    for ref in cfg.exclude:
-        known += load_texts(ref, data_dir)
-    found = load_texts(cfg.transfer, data_dir)
-    fresh = new_texts(found, known)
-    b.transfer_texts = fresh
-    if cfg.max_transfer is not None and len(fresh) > cfg.max_transfer:
-        b.transfer_texts = random.Random(b.recipe.seed).sample(fresh, cfg.max_transfer)
-    b.report("data", 1, f"transfer set {cfg.transfer}: {len(fresh):,} of {len(found):,} texts are new "
-                        f"(the rest largely repeat a text of the data{' or of exclude' if cfg.exclude else ''}); "
-                        f"using {len(b.transfer_texts):,} ({time.perf_counter() - t:.1f} s)")
-
-
-def _augment(b: _Build) -> None:
-    """Teacher-labelled texts appended to the training split: perturbed copies of the longer training texts and
-    the transfer set's new texts."""
-    import numpy as np
-    from datasets import Dataset, DatasetDict, concatenate_datasets
-
-    from .augment import teacher_augmented, teacher_transfer
-
-    t, cfg = time.perf_counter(), b.recipe.augment
-    train = b.data.splits["train"]
-    teacher = b.folders[b.recipe.teacher.name]
-    texts, logits = [], np.zeros((0, len(b.data.labels)), dtype=np.float32)
-    with b.procs.main_first():  # main computes and caches; the others then read the cache
-        if cfg.copies:
-            texts, logits = teacher_augmented(teacher, list(train["text"]), cfg, b.recipe.seed, b.store.root / "cache",
-                                              lambda f, m: b.report("augment", f, m, log=False),
-                                              other_texts=[text for split in ("validation", "test")
-                                                           for text in b.data.splits[split]["text"]])
-        if b.transfer_texts:
-            texts = texts + b.transfer_texts
-            logits = np.concatenate([logits, teacher_transfer(teacher, b.transfer_texts, b.store.root / "cache",
-                                                              lambda f, m: b.report("augment", f, m, log=False))])
-    extra = Dataset.from_dict({"text": texts, "label": logits.argmax(-1).tolist()}, features=train.features)
-    b.train_data = dataclasses.replace(b.data, splits=DatasetDict({**b.data.splits,
-                                                                   "train": concatenate_datasets([train, extra])}))
-    b.train_logits = {**b.logits, "train": np.concatenate([b.logits["train"], logits])}
-    b.report("augment", 1, f"augment: {len(texts):,} teacher-labelled texts join the {len(train):,} training texts "
-                           f"({time.perf_counter() - t:.1f} s)")
-
-
-def _student(b: _Build, cfg) -> None:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from .bundle import save_bundle
-    from .distill import shares_tokenizer, tokenize, train
-    from .errors import LabError
-
-    _training_data(b)
-    teacher_dir = b.folders[b.recipe.teacher.name]
-    b.report(cfg.name, 0, f"{cfg.name}: building student ({cfg.init}{' of ' + cfg.model if cfg.model else ''})")
-    tokenizer, model = techniques.get(cfg.init, "student").apply(cfg, teacher_dir, b.data.labels)
-    teacher_model = None
-    if cfg.distill.intermediate:
-        if not shares_tokenizer(tokenizer, AutoTokenizer.from_pretrained(teacher_dir, trust_remote_code=False)):
-            raise LabError(f"{cfg.name}: hidden-state/attention distillation needs the teacher's tokenizer, and "
-                           f"{cfg.model} tokenizes differently; set distill.hidden_weight and attention_weight to 0 "
-                           f"(logit distillation works across tokenizers)")
-        teacher_model = AutoModelForSequenceClassification.from_pretrained(teacher_dir, trust_remote_code=False,
-                                                                           use_safetensors=True)
-    t = time.perf_counter()
-    model = train(model, tokenizer, tokenize(b.train_data, tokenizer, cfg.max_length, b.train_logits), cfg.train,
-                  b.stage_dirs[cfg.name], b.recipe.seed, cfg.name, distill=cfg.distill, teacher_model=teacher_model,
-                  progress=b.trainer_progress(cfg.name))
-    timings = {"train_seconds": round(time.perf_counter() - t, 2)}
-    if not b.procs.main:
-        return
-    save_bundle(model, tokenizer, b.folders[cfg.name], name=cfg.name, kind="student", labels=b.data.labels,
-                max_length=cfg.max_length, parent=b.recipe.teacher.name, technique=cfg.init,
-                step={"stage": "student", **dataclasses.asdict(cfg)},
-                extra={"data": {"source": b.data.source, "fingerprint": b.data.fingerprint}})
-    b.evaluate_and_finish(cfg.name, timings, b.verify(cfg.name, timings))
-
-
-def _fp32_source(folder: Path):
-    from .bundle import load_bundle
-    from .errors import LabError
-
-    source = load_bundle(folder)
-    if techniques.is_quantized(source.meta.get("weights", {})):
-        raise LabError(f"{source.name} is already quantized; prune or quantize an fp32 variant")
-    return source
-
-
-def _prune(b: _Build, cfg) -> None:
-    from .bundle import save_bundle
-    from .distill import tokenize, train
-    from .prune import make_permanent, sparsity_report
-
-    technique = techniques.get(cfg.method, "prune")
-    b.report(cfg.name, 0, f"{cfg.name}: {cfg.method} pruning of {cfg.source}")
-    source = _fp32_source(b.folders[cfg.source])
-    model, tokenizer = source.model.train(), source.tokenizer
-    if cfg.recover is not None:  # only the recovery epochs train; pruning itself ranks on validation
-        _training_data(b)
-        dataset = tokenize(b.train_data, tokenizer, source.max_length, b.train_logits)
-    else:
-        dataset = tokenize(b.data, tokenizer, source.max_length, b.logits)
-    timings = {}
-    t = time.perf_counter()
-    batches = _importance_batches(dataset, tokenizer, cfg) if technique.needs_batches else []
-    model, details = technique.apply(model, cfg, batches)
-    timings["prune_seconds"] = round(time.perf_counter() - t, 2)
-    if cfg.recover is not None:
-        t = time.perf_counter()
-        model = train(model, tokenizer, dataset, cfg.recover, b.stage_dirs[cfg.name], b.recipe.seed, cfg.name,
-                      distill=cfg.distill, progress=b.trainer_progress(cfg.name))
-        timings["train_seconds"] = round(time.perf_counter() - t, 2)
-    make_permanent(model)
-    if not b.procs.main:
-        return
-    sparsity = sparsity_report(model, cfg.targets)
-    b.report(cfg.name, 0.86, f"{cfg.name}: sparsity {sparsity['overall']:.1%} of the selected weights; "
-                             f"{sparsity['nonzero_params']:,} of {sparsity['params']:,} parameters non-zero")
-    save_bundle(model, tokenizer, b.folders[cfg.name], name=cfg.name, kind="pruned", labels=b.data.labels,
-                max_length=source.max_length, parent=cfg.source, step={"stage": "prune", **dataclasses.asdict(cfg)},
-                technique=cfg.method, extra={"pruning": {**details, "sparsity": sparsity},
-                                             "data": {"source": b.data.source, "fingerprint": b.data.fingerprint}})
-    b.evaluate_and_finish(cfg.name, timings, b.verify(cfg.name, timings))
-
-
-def _importance_batches(dataset, tokenizer, cfg) -> list:
-    """Validation batches that rank heads and neurons (never training data: the ranking must not overfit it)."""
-    from torch.utils.data import DataLoader
-
-    from .distill import Collator
-
-    loader = DataLoader(dataset["validation"], batch_size=16, collate_fn=Collator(tokenizer))
-    return [batch for _, batch in zip(range(cfg.importance_batches), loader)]
-
-
-def _quantize(b: _Build, cfg) -> None:
-    from .bundle import save_bundle
-
-    technique = techniques.get(cfg.method, "quantize")
-    b.report(cfg.name, 0, f"{cfg.name}: {cfg.method} of {cfg.source}")
-    source = _fp32_source(b.folders[cfg.source])
-    t = time.perf_counter()
-    built = technique.apply(source.model, source.tokenizer, cfg, b.stage_dirs[cfg.name])
-    timings = {"quantize_seconds": round(time.perf_counter() - t, 2)}
-    save_bundle(built.model, source.tokenizer, b.folders[cfg.name], name=cfg.name, kind="quantized",
-                labels=b.data.labels, max_length=source.max_length, parent=cfg.source, technique=cfg.method,
-                step={"stage": "quantize", **dataclasses.asdict(cfg)}, onnx_file=built.onnx_file,
-                int8_embeddings=built.int8_embeddings, warnings=list(built.warnings),
-                extra={"data": {"source": b.data.source, "fingerprint": b.data.fingerprint}})
-    b.evaluate_and_finish(cfg.name, timings, b.verify(cfg.name, timings))
-
-
-def _bench(b: _Build) -> None:
-    """Benchmark every variant of the run in one interleaved session; skipped when nothing changed."""
-    failpoint("bench.start")
-    from .bench import benchmark
-    from .hardware import cpu_info
-    from .runtime import wanted as runtime_wanted
-
-    names = list(b.folders)  # teacher first: ratios are against it
-    bench_fp = fingerprint("bench", dataclasses.asdict(b.recipe.bench), [b.bundle_fingerprint(n) for n in names],
-                           cpu_info()["model"], runtime_wanted(), code_digest("compression.bench"))
-    records = {r.id: r for r in b.store.variants(status="finished", latest_only=False)}
-    done = [records[b.variant_ids[n]].metric_details.get("latency_p50_ms", {}).get("bench_fingerprint")
-            for n in names]
-    if all(d == bench_fp for d in done):
-        b.report("bench", 1, "bench: nothing changed since the last measurement; keeping it")
-        return
-    texts = list(b.data.splits["test"]["text"])
-    result = benchmark([b.folders[n] for n in names], texts, b.recipe.bench,
-                       progress=lambda f, m: b.report("bench", f, m, log=False))
-    provenance = {**result["provenance"], "bench_fingerprint": bench_fp}
-    for name, r in zip(names, result["results"]):
-        metrics = {k: r[k] for k in BENCH_METRICS}
-        b.store.set_metrics(b.variant_ids[name], metrics, details={"latency_p50_ms": {**provenance,
-                                                                                    "runtime": r["runtime"]}})
-    fastest = max(result["results"], key=lambda r: r["speedup_p50"])
-    b.report("bench", 1, f"bench: {len(names)} variants in {provenance['wall_seconds']} s; fastest "
-                         f"{fastest['name']} at {fastest['latency_p50_ms']:.1f} ms p50 "
-                         f"({fastest['speedup_p50']:.1f}x the teacher)")

@@ -32,14 +32,16 @@ def main() -> None:
     os.environ.setdefault("HF_HOME", str(store / "hf-home"))
 
     from compression.background import STARTER_RECIPE
-    from compression.dashboard import create_app, launch_kwargs
+    from compression.dashboard import make_context
     from compression.errors import LabError
 
-    try:
-        demo = create_app(str(store), published=args.published, starter=None if args.no_starter else STARTER_RECIPE)
+    try:  # before the web stack loads: an empty store's starter run begins building at once
+        ctx = make_context(str(store), published=args.published, starter=None if args.no_starter else STARTER_RECIPE)
     except LabError as err:  # a published run that cannot be opened: one line, not a traceback
         sys.exit(f"error: {err}")
-    demo.launch(**launch_kwargs())
+    from compression.dashboard import create_app, launch_kwargs
+
+    create_app(ctx=ctx).launch(**launch_kwargs())
 
 
 if __name__ == "__main__":

@@ -7,10 +7,14 @@ the CLI that uses them never load it.
 
 
 def __getattr__(name: str):
-    if name in ("create_app", "launch_kwargs", "theme", "make_context"):
+    if name in ("create_app", "launch_kwargs", "theme"):
         from . import app
 
         return getattr(app, name)
+    if name == "make_context":  # no Gradio: app.py starts the starter run before the web stack loads
+        from .context import make_context
+
+        return make_context
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from functools import partial
 from pathlib import Path
 
 import gradio as gr
 
-from ..store import resolve_store_dir
 from . import callbacks as cb
 from . import views
-from .context import AppContext, PublishedSource, StoreSource, build_policy
+from .context import AppContext, make_context
 
 INTRO = """# BERT Compression Lab
 Take a BERT-family text classifier (the **teacher**), make it smaller and faster by **knowledge distillation,
@@ -43,28 +41,6 @@ def launch_kwargs() -> dict:
     return {"theme": theme(), "css": CSS, "server_name": os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
             "server_port": int(os.environ.get("GRADIO_SERVER_PORT", os.environ.get("PORT", "7860"))),
             "max_file_size": views.MAX_UPLOAD_BYTES, "footer_links": ["gradio"]}
-
-
-def make_context(store_dir: str | None = None, published: str | None = None,
-                 starter: str | Path | None = None) -> AppContext:
-    """The app's context: a published run (read-only) or a store; with ``starter`` (a recipe file) and an empty
-    store, that recipe starts building in a child process right away — it is the app's own build, so it runs even
-    where visitors may not start builds."""
-    from ..background import BuildProcess, store_is_empty
-
-    root = resolve_store_dir(store_dir)
-    if published:
-        from ..publish import open_published
-
-        source = PublishedSource(open_published(published, cache=root / "cache" / "published"))
-    else:
-        source = StoreSource(root)
-    work = Path(os.environ.get("GRADIO_TEMP_DIR", tempfile.gettempdir()))
-    ctx = AppContext(source=source, work_dir=work, policy=build_policy(published=bool(published)))
-    if starter and not published and store_is_empty(root):
-        ctx.build = BuildProcess(starter, root)
-    ctx.warm()  # load and trace the bundles while the page is served
-    return ctx
 
 
 def create_app(store_dir: str | None = None, published: str | None = None,

@@ -7,6 +7,7 @@ One context per app, not per module: two apps in one process (tests do it) share
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from ..bundle import Bundle, load_bundle
 from ..errors import LabError
+from ..store import resolve_store_dir
 from . import views
 
 ON, OFF = ("on", "1", "true", "yes"), ("off", "0", "false", "no")
@@ -172,3 +174,25 @@ class AppContext:
                 self.cache.get(folder)
             except (LabError, OSError):
                 continue  # shown as broken when a request reaches it
+
+
+def make_context(store_dir: str | None = None, published: str | None = None,
+                 starter: str | Path | None = None) -> AppContext:
+    """The app's context: a published run (read-only) or a store; with ``starter`` (a recipe file) and an empty
+    store, that recipe starts building in a child process right away — it is the app's own build, so it runs even
+    where visitors may not start builds."""
+    from ..background import BuildProcess, store_is_empty
+
+    root = resolve_store_dir(store_dir)
+    if published:
+        from ..publish import open_published
+
+        source = PublishedSource(open_published(published, cache=root / "cache" / "published"))
+    else:
+        source = StoreSource(root)
+    work = Path(os.environ.get("GRADIO_TEMP_DIR", tempfile.gettempdir()))
+    ctx = AppContext(source=source, work_dir=work, policy=build_policy(published=bool(published)))
+    if starter and not published and store_is_empty(root):
+        ctx.build = BuildProcess(starter, root)
+    ctx.warm()  # load and trace the bundles while the page is served
+    return ctx

@@ -10,7 +10,6 @@ side, :class:`BuildProcess`, reads those lines in a thread and keeps the latest 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -18,6 +17,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .process import child_env
 
 STARTER_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "starter.yaml"
 
@@ -45,9 +46,7 @@ class BuildProcess:
 
     def __init__(self, recipe_file: str | Path, store_dir: str | Path, name: str = ""):
         self.state = BuildState(recipe=name or Path(recipe_file).stem)
-        package_root = str(Path(__file__).resolve().parent.parent)
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
-                   TRANSFORMERS_VERBOSITY="error", PYTHONUNBUFFERED="1")
+        env = child_env(TRANSFORMERS_VERBOSITY="error", PYTHONUNBUFFERED="1")
         self._proc = subprocess.Popen([sys.executable, "-m", "compression.background", str(recipe_file),
                                        str(store_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                       env=env, stdin=subprocess.DEVNULL)

@@ -75,9 +75,9 @@ def read_meta(folder: str | Path) -> dict:
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
+    from .files import write_json_atomic
+
+    write_json_atomic(path, data, indent=2, sort_keys=True, ensure_ascii=False)
 
 
 def file_hashes(folder: str | Path) -> dict[str, str]:
@@ -398,10 +398,10 @@ def verify_bundle(folder: str | Path, timeout: float = 900) -> dict[str, Any]:
 
     Raises ``LabError`` when it does not; returns the comparison otherwise.
     """
-    package_root = str(Path(__file__).resolve().parent.parent)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+    from .process import child_env
+
     proc = subprocess.run([sys.executable, "-m", "compression", "verify", str(folder), "--json"],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+                          capture_output=True, text=True, timeout=timeout, env=child_env())
     lines = proc.stdout.strip().splitlines()
     try:
         result = json.loads(lines[-1])

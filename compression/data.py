@@ -182,6 +182,23 @@ def load_data(cfg: "DataConfig", base_dir: str | Path | None = None) -> LabeledD
     feature = any_split.features[label_col]
     class_names = list(feature.names) if isinstance(feature, ClassLabel) else None
 
+    splits = _labelled_splits(raw, text_col, label_col, cfg.source)
+    names, mapping = _vocabulary(splits, cfg, class_names, default_names)
+
+    def encode(batch):
+        return {"label": [mapping[v if isinstance(v, int) else str(v).strip()] for v in batch["label"]],
+                "text": [t.strip() for t in batch["text"]]}
+
+    splits = {s: ds.map(encode, batched=True) for s, ds in splits.items()}
+    splits = {s: ds.cast_column("label", ClassLabel(names=names)) for s, ds in splits.items()}
+    carved = _complete_splits(splits, cfg)
+    _apply_limits(splits, cfg)
+    splits = DatasetDict({s: splits[s] for s in SPLITS})
+    return LabeledData(splits, names, cfg.source, _fingerprint(splits, names), carved)
+
+
+def _labelled_splits(raw, text_col: str, label_col: str, source: str) -> dict:
+    """The known splits, as ``text`` + ``label`` columns, without rows that lack either (or hide the label as -1)."""
     splits = {}
     for split, ds in raw.items():
         name = next((s for s, aliases in SPLIT_ALIASES.items() if split in aliases), None)
@@ -193,23 +210,16 @@ def load_data(cfg: "DataConfig", base_dir: str | Path | None = None) -> LabeledD
         if len(ds):
             splits[name] = ds
     if not splits:
-        raise LabError(f"{cfg.source}: no rows with both a text and a label")
+        raise LabError(f"{source}: no rows with both a text and a label")
+    return splits
 
-    # One label vocabulary for every split. Strings sort; ints keep their values.
+
+def _vocabulary(splits: dict, cfg: "DataConfig", class_names: list[str] | None,
+                default_names: list[str] | None) -> tuple[list[str], dict]:
+    """One label vocabulary for every split: (names, raw label value -> id). Strings sort; ints keep their values."""
     values = sorted({v for ds in splits.values() for v in ds.unique("label")}, key=lambda v: (str(type(v)), v))
     if all(isinstance(v, int) for v in values):
-        if min(values) < 0:
-            raise LabError(f"{cfg.source}: negative label ids {[v for v in values if v < 0][:5]}")
-        count = max(max(values) + 1, len(class_names or []))
-        names = cfg.label_names or class_names or default_names
-        if names is None and values != list(range(count)):
-            # ids like {1, 2} or {0, 4}: renumber to 0..K-1 so no empty class skews the head or macro-F1
-            names, mapping = [str(v) for v in values], {v: i for i, v in enumerate(values)}
-        else:
-            names = names or [str(i) for i in range(count)]
-            if len(names) < count:
-                raise LabError(f"{cfg.source}: label ids go up to {count - 1} but label_names has {len(names)} names")
-            mapping = {v: v for v in values}
+        names, mapping = _int_vocabulary(values, cfg, class_names, default_names)
     else:
         values = sorted({str(v).strip() for v in values})
         names = default_names if default_names and set(default_names) >= set(values) else values
@@ -220,14 +230,26 @@ def load_data(cfg: "DataConfig", base_dir: str | Path | None = None) -> LabeledD
         mapping = {v: names.index(v) for v in values}
     if len(set(mapping.values())) < 2:
         raise LabError(f"{cfg.source}: only one class ({names[0]}); classification needs at least two")
-    names = list(names)
+    return list(names), mapping
 
-    def encode(batch):
-        return {"label": [mapping[v if isinstance(v, int) else str(v).strip()] for v in batch["label"]],
-                "text": [t.strip() for t in batch["text"]]}
 
-    splits = {s: ds.map(encode, batched=True) for s, ds in splits.items()}
-    splits = {s: ds.cast_column("label", ClassLabel(names=names)) for s, ds in splits.items()}
+def _int_vocabulary(values: list[int], cfg: "DataConfig", class_names: list[str] | None,
+                    default_names: list[str] | None) -> tuple[list[str], dict]:
+    if min(values) < 0:
+        raise LabError(f"{cfg.source}: negative label ids {[v for v in values if v < 0][:5]}")
+    count = max(max(values) + 1, len(class_names or []))
+    names = cfg.label_names or class_names or default_names
+    if names is None and values != list(range(count)):
+        # ids like {1, 2} or {0, 4}: renumber to 0..K-1 so no empty class skews the head or macro-F1
+        return [str(v) for v in values], {v: i for i, v in enumerate(values)}
+    names = names or [str(i) for i in range(count)]
+    if len(names) < count:
+        raise LabError(f"{cfg.source}: label ids go up to {count - 1} but label_names has {len(names)} names")
+    return names, {v: v for v in values}
+
+
+def _complete_splits(splits: dict, cfg: "DataConfig") -> tuple[str, ...]:
+    """Give ``splits`` a train, validation and test split, in place; returns the splits carved out of train."""
     if "train" not in splits:  # e.g. AG News here ships validation + test only: train on validation
         if "validation" not in splits:
             raise LabError(f"{cfg.source}: no train or validation split to train on (found {', '.join(splits)})")
@@ -241,12 +263,15 @@ def load_data(cfg: "DataConfig", base_dir: str | Path | None = None) -> LabeledD
         except ValueError:  # a class too rare to stratify: fall back to a plain seeded split
             parts = splits["train"].train_test_split(test_size=0.1, seed=cfg.seed)
         splits["train"], splits[missing] = parts["train"], parts["test"]
+    return carved
+
+
+def _apply_limits(splits: dict, cfg: "DataConfig") -> None:
+    """Cut each split to its ``max_*_samples`` with a seeded shuffle, in place."""
     limits = {"train": cfg.max_train_samples, "validation": cfg.max_eval_samples, "test": cfg.max_test_samples}
     for split, limit in limits.items():
         if limit is not None and len(splits[split]) > limit:
             splits[split] = splits[split].shuffle(seed=cfg.seed).select(range(limit))
-    splits = DatasetDict({s: splits[s] for s in SPLITS})
-    return LabeledData(splits, names, cfg.source, _fingerprint(splits, names), carved)
 
 
 def load_texts(ref: str, base_dir: str | Path | None = None, text_column: str | None = None) -> list[str]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -25,7 +24,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from .process import PACKAGE_ROOT as ROOT
+from .process import child_env
 TEXT = "A gripping, beautifully acted film that stays with you."
 
 
@@ -37,8 +37,7 @@ def _port() -> int:
 
 def _launch(store: Path, *extra: str, cache: Path | None = None) -> tuple[subprocess.Popen, str]:
     port = _port()
-    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1",
-               PYTHONPATH=str(ROOT))
+    env = child_env(GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
     if cache is not None:
         env["COMPRESSION_LAB_CACHE"] = str(cache)
     log = open(store.parent / f"{store.name}-app.log", "w")  # noqa: SIM115 - lives as long as the app

@@ -34,9 +34,6 @@ from .store import RunStore, StoreError
 
 Progress = Callable[[float, str], None]
 TRAINING_CODE = ("compression.distill",)  # what every training stage runs: the Trainer subclass, losses, data
-BENCH_METRICS = ("latency_p50_ms", "latency_p95_ms", "latency_mean_ms", "throughput", "cpu_seconds_per_1000",
-                 "peak_memory_mb", "resident_memory_mb", "load_seconds", "size_bytes", "params", "nonzero_params", "speedup_p50",
-                 "compression", "throughput_ratio")
 
 
 def _quiet(fraction: float, message: str) -> None:

@@ -12,49 +12,31 @@ build and nothing written into it. Layout (version 1)::
     chart.png        accuracy vs latency (when Playwright + Chromium could draw it)
     bundles/NAME/    a copy of each bundle, plus README.md: a Hub-style model card
 
-``publish`` writes one (a folder, a zip or a Hub repo); ``open_published`` reads one. Reading never writes inside a
-published folder: a zip is extracted once into the cache, a Hub repo is downloaded into the cache, and every bundle
-is checked against the manifest before it is served, so a changed, missing or added file takes only its own
-variant offline.
+``publish`` (here) writes one: a folder, a zip or a Hub repo. ``open_published`` and ``PublishedRun`` (in
+:mod:`compression.published`, importable from here too) read one without writing into it; the model cards and the
+README come from :mod:`compression.cards`.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
-import stat
 import time
 from pathlib import Path
 from typing import Callable
 
+from .cards import (BASE_MODELS, CARD_TAGS, card_metadata, hub_dataset_id, hub_model_id, model_card, root_model,
+                    run_readme, shown_ref)
 from .errors import LabError
+from .files import temp_path, write_json_atomic
+from .published import (CARD, CHART, EXAMPLES, FORMAT, HUB_PREFIX, HUB_REPO, MANIFEST, README, RECIPE, RESULTS,
+                        UNSAFE_SUFFIXES, VERSION, PublishedRun, _offline, open_published)
 
-FORMAT = "compression-lab-published"
-VERSION = 1
-MANIFEST, RESULTS, RECIPE, EXAMPLES, README, CHART = (
-    "manifest.json", "results.json", "recipe.json", "examples.json", "README.md", "chart.png")
-HUB_PREFIX = "hub:"
-HUB_REPO = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
-# What a Hub download fetches: data, documentation, safetensors/ONNX weights and tokenizer files; never pickles
-# (*.bin, *.pkl) or code (*.py). Anything else a repo holds is not downloaded.
-HUB_PATTERNS = ["*.json", "*.md", "*.safetensors", "*.onnx", "*.txt", "*.png", "*.model", "*.tiktoken"]
-# Files that could run code or unpickle when something loads a bundle: refused in a published run even if listed.
-UNSAFE_SUFFIXES = (".py", ".pyc", ".pyo", ".so", ".dll", ".dylib", ".sh", ".exe",
-                   ".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz")
-CARD = "README.md"  # a bundle's model card: documentation the loader never reads, so edits on the Hub are allowed
-
-# Limits on a zip from someone else (patched smaller in tests).
-MAX_MEMBERS = 10_000
-MAX_TOTAL_BYTES = 4 << 30
-MAX_RATIO = 200
-RATIO_MIN_BYTES = 10_000_000
+# The reading side and the cards are re-exported: ``from compression.publish import open_published`` keeps working.
+__all__ = ["publish", "open_published", "PublishedRun", "model_card", "run_readme", "card_metadata", "hub_model_id",
+           "hub_dataset_id", "root_model", "shown_ref", "BASE_MODELS", "CARD_TAGS", "FORMAT", "VERSION"]
 
 EXAMPLE_TEXTS, TEST_TEXTS, EXAMPLE_MAX_CHARS = 12, 200, 160
-BASE_MODELS = {"embedded:mpnet-base": "sentence-transformers/all-mpnet-base-v2",
-               "embedded:minilm-l6": "sentence-transformers/all-MiniLM-L6-v2"}
-CARD_TAGS = ("text-classification", "model-compression", "knowledge-distillation", "quantization", "pruning")
 
 Progress = Callable[[float, str], None]
 
@@ -76,7 +58,7 @@ def publish(store, to: str, run: str = "latest", variants: list[str] | None = No
     label = label or f"{recipe.get('name', 'run')} recipe, run {run_id}, published {time.strftime('%Y-%m-%d')}"
     if kind == "hub":
         return _to_hub(target, lambda tmp: _build(tmp, chosen, rows, recipe, label, chart, report), report)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    tmp = temp_path(target)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         if kind == "zip":
@@ -178,7 +160,7 @@ def _build(root: Path, chosen: list[dict], rows: list[dict], recipe: dict, label
 
 
 def _write_json(path: Path, data) -> None:
-    path.write_text(json.dumps(data, indent=1, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
+    write_json_atomic(path, data, end="\n", indent=1, ensure_ascii=False, sort_keys=False)
 
 
 def _hash_tree(root: Path) -> dict[str, str]:
@@ -273,8 +255,8 @@ def _to_hub(repo: str, build: Callable[[Path], None], report: Progress) -> str:
     import tempfile
 
     if _offline():
-        raise LabError(f"cannot upload to the Hugging Face Hub (HF_HUB_OFFLINE is set): offline? publish to a "
-                       f"folder or zip and upload it later")
+        raise LabError("cannot upload to the Hugging Face Hub (HF_HUB_OFFLINE is set): offline? publish to a "
+                       "folder or zip and upload it later")
     with tempfile.TemporaryDirectory(prefix="compression-lab-publish-") as tmp:
         build(Path(tmp) / "run")
         report(0.95, f"uploading to the Hugging Face Hub: {repo}")
@@ -292,476 +274,3 @@ def _to_hub(repo: str, build: Callable[[Path], None], report: Progress) -> str:
                            f"and upload it later") from err
     report(1.0, f"published to https://huggingface.co/{repo}")
     return f"{HUB_PREFIX}{repo}"
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-# ------------------------------------------------------------------------------------------ model cards, README
-
-def hub_model_id(ref: str | None) -> str | None:
-    """The Hub id a model reference stands for (embedded models have one), or None for a local folder."""
-    from .sources import HUB_ID
-
-    if not ref:
-        return None
-    if ref in BASE_MODELS:
-        return BASE_MODELS[ref]
-    if ref.startswith(("embedded:", ".", "/", "~")) or ref.endswith("/") or Path(ref).expanduser().exists():
-        return None
-    return ref if HUB_ID.match(ref) else None
-
-
-def hub_dataset_id(ref: str | None) -> str | None:
-    """The Hub data set a data reference stands for, or None (local files, embedded data, a bare relative name)."""
-    from .data import FORMATS, HUB_ALIASES
-    from .sources import HUB_ID
-
-    if not ref:
-        return None
-    if ref in HUB_ALIASES:
-        return HUB_ALIASES[ref][0]
-    name = ref.partition(":")[0] if not ref.startswith("embedded:") else ""
-    if (not name or "/" not in name or name.startswith((".", "/", "~")) or Path(name).suffix.lower() in FORMATS
-            or Path(ref).expanduser().exists() or not HUB_ID.match(name)):
-        return None
-    return name
-
-
-def root_model(name: str, rows: list[dict]) -> str | None:
-    """The model reference a variant's weights started from: its own source, else its parent's, up the chain."""
-    from .bundle import read_meta
-
-    by_name, seen = {r["name"]: r for r in rows}, set()
-    while name in by_name and name not in seen:
-        seen.add(name)
-        try:
-            meta = read_meta(by_name[name]["bundle"])
-        except (LabError, OSError, TypeError):
-            return None
-        step = meta.get("step") or {}
-        source = meta.get("source") or (step.get("model") if step.get("stage") == "student" else None)
-        if source:
-            return source
-        name = by_name[name]["parent"]
-    return None
-
-
-def _yaml(value, indent: int = 0) -> str:
-    """A tiny YAML writer for card metadata: dicts, lists and scalars (strings JSON-quoted, valid YAML)."""
-    pad = " " * indent
-    if isinstance(value, dict):
-        return "".join(f"{pad}{k}:" + (f"\n{_yaml(v, indent + 2)}" if isinstance(v, (dict, list)) and v
-                                       else f" {_scalar(v)}\n") for k, v in value.items())
-    out = ""
-    for item in value:
-        body = _yaml(item, indent + 2) if isinstance(item, (dict, list)) else f"{pad}  {_scalar(item)}\n"
-        out += f"{pad}- {body.lstrip()}"
-    return out
-
-
-def _scalar(v) -> str:
-    if isinstance(v, bool) or v is None:
-        return json.dumps(v)
-    return json.dumps(v, ensure_ascii=False) if isinstance(v, str) else repr(v)
-
-
-def card_metadata(row: dict, rows: list[dict], recipe: dict) -> dict:
-    """The YAML front matter of a bundle's model card (Hub conventions)."""
-    from .bundle import read_meta
-
-    weights = read_meta(row["bundle"]).get("weights", {})
-    fmt = weights.get("format", "hf")
-    meta: dict = {"pipeline_tag": "text-classification"}
-    # transformers reads only plain HF weights; the lab's int8 / sparse / pruned encoding needs the lab's loader, so
-    # naming transformers there would put a snippet on the Hub page that fails.
-    meta["library_name"] = {"hf": "transformers", "onnx": "onnx"}.get(fmt, "bert-compression-lab")
-    meta["tags"] = [*CARD_TAGS, "compression-lab", row["kind"]] + ([row["method"]] if row.get("method") else [])
-    base = hub_model_id(root_model(row["name"], rows))
-    if base:
-        meta["base_model"] = base
-    data_ref = (recipe.get("data") or {}).get("source")
-    dataset = hub_dataset_id(data_ref)
-    if dataset:
-        meta["datasets"] = [dataset]
-    metrics = [{"type": k, "value": round(row[k], 4), "name": n}
-               for k, n in (("accuracy", "Accuracy"), ("f1", "Macro F1")) if row.get(k) is not None]
-    if metrics:
-        meta["model-index"] = [{"name": row["name"], "results": [{
-            "task": {"type": "text-classification", "name": "Text Classification"},
-            "dataset": {"name": shown_ref(data_ref), "type": dataset or "custom", "split": "test"},
-            "metrics": metrics}]}]
-    return meta
-
-
-def _provenance(p: dict | None) -> str:
-    if not p:
-        return "not benchmarked"
-    try:
-        flags = ", ".join(k for k, v in p["cpu"]["flags"].items() if v) or "none of interest"
-        versions = ", ".join(f"{k} {v}" for k, v in p.get("versions", {}).items() if v)
-        lengths = p.get("sequence_length", {})
-        return (f"{p['cpu']['model']} ({flags}), {p['threads']} threads; {versions}; batch 1 on {p['samples']} "
-                f"{p.get('split', 'test')} sentences (tokens mean {lengths.get('mean')}, p95 {lengths.get('p95')}) × "
-                f"{p['repeats']} interleaved rounds; throughput at batch {p['batch_sizes']['throughput']}; "
-                f"measured {p['measured_at']}")
-    except (KeyError, TypeError, AttributeError):
-        return "recorded, but in a form this version cannot summarise (see results.json)"
-
-
-def shown_ref(ref: str | None) -> str:
-    """A model or data reference as a published page shows it: a local path only by its last part (the build
-    machine's folders mean nothing elsewhere and may name a person)."""
-    if not ref:
-        return "unknown"
-    local = ref.startswith((".", "/", "~")) or Path(ref).expanduser().exists()
-    return f"a local folder or file ({Path(ref).name})" if local and not ref.startswith("embedded:") else ref
-
-
-def _fmt(value, spec: str, scale: float = 1.0, none: str = "–") -> str:
-    return format(value * scale, spec) if isinstance(value, (int, float)) else none
-
-
-def model_card(row: dict, rows: list[dict], recipe: dict) -> str:
-    """A bundle's README.md: Hub metadata, then what it is, how to load it, its accuracy, size and speed."""
-    from .bundle import read_meta
-
-    meta = card_metadata(row, rows, recipe)
-    bundle = read_meta(row["bundle"])
-    fmt = bundle.get("weights", {}).get("format", "hf")
-    lo, hi = row.get("accuracy_ci") or [None, None]
-    method = f" ({row['method']})" if row.get("method") else ""
-    parent = f"`{row['parent']}`" if row.get("parent") else "none (it is the reference every ratio uses)"
-    lines = [f"---\n{_yaml(meta)}---", f"# {row['name']}", "",
-             f"A **{row['kind']}** variant{method} from run {row['run']} "
-             f"of the BERT Compression Lab recipe `{recipe.get('name')}`. Parent: {parent}. Weights started from "
-             f"{_code(shown_ref(root_model(row['name'], rows)))}. Labels: {', '.join(bundle.get('labels', []))}; "
-             f"texts are truncated to {bundle.get('max_length')} tokens.", "",
-             f"## Accuracy (test split of {_code(shown_ref((recipe.get('data') or {}).get('source')))})", "",
-             f"accuracy {_fmt(row.get('accuracy'), '.1%')} (95 % CI {_fmt(lo, '.1%')}–{_fmt(hi, '.1%')}), "
-             f"macro-F1 {_fmt(row.get('f1'), '.3f')}, agreement with the teacher {_fmt(row.get('agreement'), '.1%')}, "
-             f"ECE {_fmt(row.get('ece'), '.3f')}.", "",
-             "## Size and speed", "",
-             f"{_fmt(row.get('size_mb'), '.1f')} MB on disk, {_fmt(row.get('params'), '.2f', 1e-6)} M parameters "
-             f"({_fmt(row.get('nonzero_params'), '.2f', 1e-6)} M non-zero); "
-             f"p50 {_fmt(row.get('latency_p50_ms'), '.2f')} ms, p95 {_fmt(row.get('latency_p95_ms'), '.2f')} ms at "
-             f"batch 1. Measured on: {_provenance(row.get('provenance'))}.", "",
-             *[f"> ⚠ {w}\n" for w in row.get("warnings") or []],
-             "## How to load", "", _load_snippet(row["name"], fmt), ""]
-    return "\n".join(lines)
-
-
-def _code(text: str) -> str:
-    return text if text.startswith("a local") else f"`{text}`"
-
-
-def _load_snippet(name: str, fmt: str) -> str:
-    common = ("```python\nfrom compression.bundle import load_bundle  # the BERT Compression Lab (requirements.txt)"
-              f"\n\nbundle = load_bundle(\"bundles/{name}\")\n"
-              "print(bundle.predict([\"a gripping, beautifully acted film\"]))\n```")
-    if fmt == "hf":
-        return (common + "\n\nIts weights are plain Hugging Face safetensors, so `transformers` reads them too:\n\n"
-                "```python\nfrom transformers import AutoModelForSequenceClassification, AutoTokenizer\n\n"
-                f"model = AutoModelForSequenceClassification.from_pretrained(\"bundles/{name}\",\n"
-                "                                                           trust_remote_code=False)\n```")
-    if fmt == "onnx":
-        return common + "\n\n`model.onnx` runs in ONNX Runtime alone; the tokenizer files are beside it."
-    return (common + "\n\n`weights.safetensors` holds the lab's encoding (int8 weights with scales, bit-mask sparse "
-            "tensors or the shapes of a structurally pruned model): `transformers` alone cannot rebuild it.")
-
-
-def run_readme(rows: list[dict], recipe: dict, label: str, examples: dict, chart_note: str | None,
-               origin: str | None = None) -> str:
-    """The published run's README.md: what it is, the results, where the speed figures came from, how to serve it."""
-    from .dashboard.tables import markdown
-
-    # The Hub reads only the top README's metadata, so the run's base model and data set are named here too.
-    meta = {"pipeline_tag": "text-classification", "tags": [*CARD_TAGS, "compression-lab"]}
-    if hub_model_id(origin):
-        meta["base_model"] = hub_model_id(origin)
-    if hub_dataset_id((recipe.get("data") or {}).get("source")):
-        meta["datasets"] = [hub_dataset_id((recipe.get("data") or {}).get("source"))]
-    front = _yaml(meta)
-    teacher = rows[0]
-    chart = ("![accuracy vs p50 latency, bubble = bundle size](chart.png)" if chart_note is None else
-             f"No chart here ({chart_note}). To add one, install Playwright and Chromium "
-             f"(`pip install -r requirements-dev.txt`, `apt-get install chromium`) and publish again.")
-    speed = {_provenance(r.get("provenance")): [] for r in rows}
-    for r in rows:
-        speed[_provenance(r.get("provenance"))].append(r["name"])
-    data = _code(shown_ref((recipe.get("data") or {}).get("source")))
-    kinds = ", ".join(dict.fromkeys(r["kind"] for r in rows[1:])) or "none yet"
-    lines = [f"---\n{front}---", f"# {label}", "",
-             f"Run {teacher['run']} of the BERT Compression Lab recipe `{recipe.get('name')}`: the teacher "
-             f"(`{teacher['name']}`, from {_code(shown_ref(origin))}) and "
-             f"{len(rows) - 1} compressed {'variant' if len(rows) == 2 else 'variants'} of it ({kinds}), each a "
-             f"self-contained bundle under `bundles/`, all measured together on the test split of {data}. Ratios "
-             f"are against the teacher.", "", "## Results", "", markdown(rows), "", chart, "",
-             "## Where the speed figures come from", "",
-             *[f"- {', '.join(names)}: {text}" for text, names in speed.items()], "",
-             "## Variants", "",
-             *[f"- [{r['name']}](bundles/{r['name']}/README.md): {r['kind']}"
-               + (f" of {r['parent']}" if r.get("parent") else "") for r in rows], "",
-             "## Serve it", "",
-             "Nothing is built and nothing is written into this folder; every bundle is checked against "
-             "`manifest.json` before it is served.", "",
-             "```bash", "python app.py --published DIR                      # this folder, or a .zip of it",
-             "COMPRESSION_LAB_PUBLISHED=hub:USER/NAME python app.py   # e.g. in a Hugging Face Space",
-             "python -m compression list --published DIR",
-             f"python -m compression predict {teacher['name']} \"a gripping film\" --published DIR", "```", ""]
-    if examples.get("note"):
-        lines += [f"Example texts: {examples['note']}.", ""]
-    return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------------------------------- reading
-
-def open_published(ref: str, cache: Path | None = None) -> "PublishedRun":
-    """Open a published run: a folder (read in place, never written to), a ``.zip`` file (extracted once into the
-    cache, checked member by member) or ``hub:USER/NAME`` (downloaded into the cache: data, docs and safetensors /
-    ONNX weights only). ``cache`` defaults to ``sources.cache_dir() / "published"``."""
-    if cache is None:
-        from .sources import cache_dir
-
-        cache = cache_dir() / "published"
-    ref = str(ref).strip()
-    if ref.startswith(HUB_PREFIX):
-        return PublishedRun(_download_hub(ref[len(HUB_PREFIX):], Path(cache)))
-    path = Path(ref).expanduser()
-    if path.is_dir():
-        return PublishedRun(path)
-    if path.is_file():
-        return PublishedRun(_extract_zip(path, Path(cache)))
-    raise LabError(f"published run {ref} not found: give its folder, a .zip of it, or hub:USER/NAME")
-
-
-def _download_hub(repo: str, cache: Path) -> Path:
-    if not HUB_REPO.match(repo):
-        raise LabError(f"'{HUB_PREFIX}{repo}' is not a Hub repo: write hub:USER/NAME")
-    try:
-        from huggingface_hub import snapshot_download
-
-        folder = snapshot_download(repo, allow_patterns=HUB_PATTERNS, cache_dir=str(cache / "hub"),
-                                   local_files_only=_offline())
-    except Exception as err:  # offline, missing repo, no access: all one line for the user
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        if _offline():
-            reason = f"HF_HUB_OFFLINE is set and no copy is cached in {cache / 'hub'}"
-        raise LabError(f"cannot download {HUB_PREFIX}{repo} from the Hugging Face Hub ({reason}): offline? open a "
-                       f"folder or zip copy of the published run instead") from err
-    return Path(folder)
-
-
-def _extract_zip(path: Path, cache: Path) -> Path:
-    """Extract a published zip once into ``cache/<sha256[:16]>`` (temp folder + rename); reuse it afterwards."""
-    import zipfile
-
-    from .bundle import _sha256
-
-    st = path.stat()
-    target = cache / _sha256(str(path.resolve()), st.st_size, st.st_mtime_ns)[:16]
-    if not target.is_dir():
-        try:
-            zf = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError) as err:
-            raise LabError(f"{path} is not a zip file ({err}): give a published run's folder, .zip or hub:USER/NAME") \
-                from None
-        with zf:
-            members = _safe_members(zf, path)
-            cache.mkdir(parents=True, exist_ok=True)
-            tmp = cache / f".{target.name}.tmp-{os.getpid()}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            try:
-                _extract_members(zf, members, tmp, path)
-                try:
-                    os.replace(tmp, target)
-                except OSError:  # another process extracted the same zip meanwhile: use theirs
-                    if not target.is_dir():
-                        raise
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-    return _run_root(target, path)
-
-
-def _safe_members(zf, path: Path) -> list:
-    """The members to extract; one clear error for anything that could write outside the folder or fill the disk."""
-    infos = zf.infolist()
-    if len(infos) > MAX_MEMBERS:
-        raise LabError(f"{path} has {len(infos):,} members (at most {MAX_MEMBERS:,}): not a published run")
-    total, seen = 0, set()
-    for info in infos:
-        name = info.filename
-        if name.rstrip("/") in seen:
-            raise LabError(f"{path} holds {name!r} twice: refused, nothing extracted")
-        seen.add(name.rstrip("/"))
-        parts = name.replace("\\", "/").split("/")
-        if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts or "\\" in name \
-                or "\x00" in name:
-            raise LabError(f"{path} holds a member with an unsafe path ({name!r}): refused, nothing extracted")
-        kind = stat.S_IFMT(info.external_attr >> 16)
-        if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
-            what = "a symbolic link" if kind == stat.S_IFLNK else "a special file"
-            raise LabError(f"{path} holds {what} ({name!r}): refused, nothing extracted")
-        total += info.file_size
-        if info.file_size > RATIO_MIN_BYTES and info.file_size > MAX_RATIO * max(info.compress_size, 1):
-            raise LabError(f"{path}: member {name!r} expands {info.file_size / max(info.compress_size, 1):,.0f}-fold "
-                           f"to {info.file_size:,} bytes (a zip bomb?): refused, nothing extracted")
-    if total > MAX_TOTAL_BYTES:
-        raise LabError(f"{path} would expand to {total:,} bytes (at most {MAX_TOTAL_BYTES:,}): refused, nothing "
-                       f"extracted")
-    return infos
-
-
-def _extract_members(zf, members: list, dest: Path, path: Path) -> None:
-    """Stream each member to its place inside ``dest``, never trusting the sizes the zip declares."""
-    dest.mkdir(parents=True)
-    base = dest.resolve()
-    written = 0
-    for info in members:
-        out = (dest / info.filename).resolve()
-        if out != base and base not in out.parents:
-            raise LabError(f"{path} holds a member that would land outside its folder ({info.filename!r}): refused")
-        if info.is_dir():
-            out.mkdir(parents=True, exist_ok=True)
-            continue
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with zf.open(info) as src, open(out, "xb") as dst:
-            while chunk := src.read(1 << 20):
-                written += len(chunk)
-                if written > MAX_TOTAL_BYTES:
-                    raise LabError(f"{path} expands past {MAX_TOTAL_BYTES:,} bytes: refused")
-                dst.write(chunk)
-
-
-def _run_root(folder: Path, origin: Path) -> Path:
-    """The folder holding manifest.json: the extraction folder, or its only subfolder (a zip of the folder)."""
-    if (folder / MANIFEST).is_file():
-        return folder
-    inner = [p for p in folder.iterdir() if p.is_dir()]
-    if len(inner) == 1 and (inner[0] / MANIFEST).is_file():
-        return inner[0]
-    raise LabError(f"{origin} is not a published run (no {MANIFEST} inside)")
-
-
-def _read_json(root: Path, name: str, required: bool = True):
-    path = root / name
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        if not required:
-            return None
-        raise LabError(f"{root} is not a published run: {name} is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as err:
-        if not required:
-            return None
-        raise LabError(f"published run {root} is broken: {name} is not valid JSON ({err})") from None
-
-
-class PublishedRun:
-    """A published run, read-only: its rows, examples and bundle folders, each bundle checked against the manifest.
-
-    Nothing here writes inside ``root``. A bundle with a missing, changed, added, code or pickle file is reported
-    broken (``problem``) and refused (``bundle_folder``); the other variants stay served.
-    """
-
-    def __init__(self, root: str | Path):
-        self.root = Path(root).absolute()
-        self.manifest = _read_json(self.root, MANIFEST)
-        if not isinstance(self.manifest, dict) or self.manifest.get("format") != FORMAT:
-            raise LabError(f"{self.root} is not a published run ({MANIFEST} is not a {FORMAT} manifest)")
-        version = self.manifest.get("version")
-        if not isinstance(version, int) or version > VERSION:
-            raise LabError(f"published run {self.root} has format version {version!r}; this lab reads up to "
-                           f"{VERSION}: upgrade the lab")
-        self.files: dict[str, str] = self.manifest.get("files") or {}
-        if not isinstance(self.files, dict) or not all(isinstance(v, str) for v in self.files.values()):
-            raise LabError(f"published run {self.root} is broken: {MANIFEST} lists no file hashes")
-        self._check_top_file(RESULTS)
-        results = _read_json(self.root, RESULTS)
-        rows = results.get("variants") if isinstance(results, dict) else None
-        if not isinstance(rows, list) or not all(isinstance(r, dict) and _safe_name(r.get("name")) for r in rows):
-            raise LabError(f"published run {self.root} is broken: {RESULTS} has no valid variant list")
-        self._rows = rows
-        self.run = results.get("run", self.manifest.get("run"))
-        self.label: str = results.get("label") or (f"published run {self.run} of recipe "
-                                                   f"{self.manifest.get('recipe')}")
-        examples = _read_json(self.root, EXAMPLES, required=False) or {}
-        self.examples: list[str] = [t for t in examples.get("texts", []) if isinstance(t, str)]
-        self.test_texts: list[str] = [t for t in examples.get("test_texts", []) if isinstance(t, str)]
-        self.test_split: str = examples.get("split", "test")
-        self.recipe: dict = _read_json(self.root, RECIPE, required=False) or {}
-
-    def _check_top_file(self, name: str) -> None:
-        from .bundle import _sha256
-
-        path = self.root / name
-        if name in self.files and path.is_file():
-            st = path.stat()
-            if _sha256(str(path), st.st_size, st.st_mtime_ns) != self.files[name]:
-                raise LabError(f"published run {self.root} is broken: {name} changed since it was published "
-                               f"(SHA-256 mismatch); publish it again")
-
-    @property
-    def names(self) -> list[str]:
-        return [r["name"] for r in self._rows]
-
-    def rows(self) -> list[dict]:
-        """results.json's rows, "bundle" an absolute path inside root and "status" checked now."""
-        out = []
-        for row in self._rows:
-            problem = self.problem(row["name"])
-            out.append({**row, "bundle": str(self.root / "bundles" / row["name"]),
-                        "status": f"broken: {problem}" if problem else "ok"})
-        return out
-
-    def problem(self, name: str) -> str | None:
-        """Why variant ``name`` cannot be trusted, or None when every file matches the manifest."""
-        from .bundle import _sha256, bundle_problem
-
-        if name not in self.names:
-            raise LabError(f"the published run has no variant {name!r} (known: {', '.join(self.names)})")
-        folder = self.root / "bundles" / name
-        if not folder.is_dir():
-            return f"bundles/{name} is missing"
-        prefix = f"bundles/{name}/"
-        listed = {k: v for k, v in self.files.items() if k.startswith(prefix) and k != prefix + CARD}
-        found = {p.relative_to(self.root).as_posix(): p for p in folder.rglob("*") if p.is_file() or p.is_symlink()}
-        found.pop(prefix + CARD, None)
-        unsafe = sorted(k for k in found if k.lower().endswith(UNSAFE_SUFFIXES))
-        missing = sorted(set(listed) - set(found))
-        extra = sorted(set(found) - set(listed))
-        if unsafe:
-            return f"{', '.join(unsafe[:3])} is code or a pickle, which a published run never loads"
-        if missing:
-            return f"{', '.join(missing[:3])} missing"
-        if extra:
-            return f"{', '.join(extra[:3])} not in the manifest (added after publishing)"
-        changed = []
-        for rel in sorted(listed):
-            try:
-                st = found[rel].stat()
-                digest = _sha256(str(found[rel]), st.st_size, st.st_mtime_ns)
-            except OSError as err:
-                return f"{rel} cannot be read ({err.strerror or err})"
-            if digest != listed[rel]:
-                changed.append(rel)
-        if changed:
-            return f"{', '.join(changed[:3])} changed since publishing (SHA-256 mismatch)"
-        return bundle_problem(folder)
-
-    def bundle_folder(self, name: str) -> Path:
-        """The folder of a healthy variant; LabError when unknown or broken."""
-        problem = self.problem(name)
-        if problem:
-            raise LabError(f"variant {name} of the published run is broken: {problem}")
-        return self.root / "bundles" / name
-
-    def __repr__(self) -> str:
-        return f"PublishedRun({str(self.root)!r}, run={self.run!r}, variants={self.names})"
-
-
-def _safe_name(name) -> bool:
-    from .config import NAME
-
-    return isinstance(name, str) and bool(NAME.match(name)) and name not in (".", "..")

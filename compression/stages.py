@@ -197,28 +197,36 @@ def importance_batches(dataset, tokenizer, cfg) -> list:
 
 
 def quantize(b, cfg) -> None:
-    from .bundle import save_bundle
+    from .bundle import save_bundle, update_meta
 
     technique = techniques.get(cfg.method, "quantize")
     b.report(cfg.name, 0, f"{cfg.name}: {cfg.method} of {cfg.source}")
     source = fp32_source(b.folders[cfg.source])
     t = time.perf_counter()
-    built = technique.apply(source.model, source.tokenizer, cfg, b.stage_dirs[cfg.name])
+    extras = {}
+    if technique.needs_validation:  # only methods that declare it get the keyword: the 4-argument form stays
+        validation = b.data.splits["validation"]
+        extras["validation"] = techniques.Validation(
+            tuple(validation["text"]), tuple(validation["label"]), source.max_length,
+            lambda f, m: b.report(cfg.name, 0.8 * f, f"{cfg.name}: {m}", log=f >= 1))
+    built = technique.apply(source.model, source.tokenizer, cfg, b.stage_dirs[cfg.name], **extras)
     timings = {"quantize_seconds": round(time.perf_counter() - t, 2)}
-    save_bundle(built.model, source.tokenizer, b.folders[cfg.name], name=cfg.name, kind="quantized",
-                labels=b.data.labels, max_length=source.max_length, parent=cfg.source, technique=cfg.method,
-                step={"stage": "quantize", **dataclasses.asdict(cfg)}, onnx_file=built.onnx_file,
-                int8_embeddings=built.int8_embeddings, warnings=list(built.warnings),
-                extra={"data": {"source": b.data.source, "fingerprint": b.data.fingerprint}})
+    folder = save_bundle(built.model, source.tokenizer, b.folders[cfg.name], name=cfg.name, kind="quantized",
+                         labels=b.data.labels, max_length=source.max_length, parent=cfg.source, technique=cfg.method,
+                         step={"stage": "quantize", **dataclasses.asdict(cfg)}, onnx_file=built.onnx_file,
+                         int8_embeddings=built.int8_embeddings, warnings=list(built.warnings),
+                         extra={"data": {"source": b.data.source, "fingerprint": b.data.fingerprint}})
+    if built.weights_meta:  # what restore needs (e.g. activation bits, fp32 layers), before the fresh-process reload
+        update_meta(folder, weights=dict(built.weights_meta))
     b.evaluate_and_finish(cfg.name, timings, b.verify(cfg.name, timings))
 
 
 def bench(b) -> None:
     """Benchmark every variant of the run in one interleaved session; skipped when nothing changed."""
     failpoint("bench.start")
-    from .pipeline import BENCH_METRICS, fingerprint
-    from .bench import benchmark
+    from .bench import benchmark, record
     from .hardware import cpu_info
+    from .pipeline import fingerprint
     from .runtime import wanted as runtime_wanted
 
     names = list(b.folders)  # teacher first: ratios are against it
@@ -233,12 +241,8 @@ def bench(b) -> None:
     texts = list(b.data.splits["test"]["text"])
     result = benchmark([b.folders[n] for n in names], texts, b.recipe.bench,
                        progress=lambda f, m: b.report("bench", f, m, log=False))
-    provenance = {**result["provenance"], "bench_fingerprint": bench_fp}
-    for name, r in zip(names, result["results"]):
-        metrics = {k: r[k] for k in BENCH_METRICS}
-        b.store.set_metrics(b.variant_ids[name], metrics, details={"latency_p50_ms": {**provenance,
-                                                                                    "runtime": r["runtime"]}})
+    record(b.store, [b.variant_ids[n] for n in names], result, {"bench_fingerprint": bench_fp})
     fastest = max(result["results"], key=lambda r: r["speedup_p50"])
-    b.report("bench", 1, f"bench: {len(names)} variants in {provenance['wall_seconds']} s; fastest "
+    b.report("bench", 1, f"bench: {len(names)} variants in {result['provenance']['wall_seconds']} s; fastest "
                          f"{fastest['name']} at {fastest['latency_p50_ms']:.1f} ms p50 "
                          f"({fastest['speedup_p50']:.1f}x the teacher)")

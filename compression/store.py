@@ -7,17 +7,16 @@ Layout of a store folder:
 
 A run still marked 'running' whose build lock is free belongs to a process
 that died, so opening the store marks it failed (see RunStore.recover).
+The schema and connections live in :mod:`compression.store_db`, the lock in
+:mod:`compression.store_lock`; this module holds the queries.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
 import math
 import os
-import shutil
 import socket
 import sqlite3
 import threading
@@ -27,71 +26,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from . import store_lock
+from .store_db import SCHEMA_VERSION, BuildLockedError, StoreError, open_readonly, open_writable, prepare_folder
+
+__all__ = ["RunStore", "StoreError", "BuildLockedError", "VariantRecord", "INTERRUPTED", "SCHEMA_VERSION",
+           "resolve_store_dir"]
+
 ENV_VAR = "COMPRESSION_LAB_STORE"
 DEFAULT_DIR = "runs"
-SCHEMA_VERSION = 1
 
 RUN_STATUSES = ("running", "finished", "failed")
 VARIANT_STATUSES = ("building", "finished", "failed")
 LEVELS = ("debug", "info", "warning", "error")
 INTERRUPTED = "interrupted: the build process ended before finishing"
 
-# recover() holds the build lock for a few milliseconds; a build that starts
-# in that instant retries this long instead of reporting a phantom build.
-_LOCK_GRACE_S = 0.5
-_LOCK_POLL_S = 0.02
-
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS runs(
-        id INTEGER PRIMARY KEY,
-        name TEXT NOT NULL,
-        recipe_json TEXT NOT NULL,
-        status TEXT NOT NULL CHECK(status IN ('running','finished','failed')),
-        host TEXT,
-        pid INTEGER,
-        started REAL NOT NULL,
-        ended REAL,
-        error TEXT)""",
-    """CREATE TABLE IF NOT EXISTS variants(
-        id INTEGER PRIMARY KEY,
-        run_id INTEGER NOT NULL REFERENCES runs(id),
-        name TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        parent TEXT,
-        status TEXT NOT NULL CHECK(status IN ('building','finished','failed')),
-        bundle TEXT,
-        meta_json TEXT NOT NULL DEFAULT '{}',
-        created REAL NOT NULL,
-        finished REAL)""",
-    """CREATE TABLE IF NOT EXISTS metrics(
-        variant_id INTEGER NOT NULL REFERENCES variants(id),
-        name TEXT NOT NULL,
-        value REAL,
-        detail_json TEXT NOT NULL DEFAULT '{}',
-        PRIMARY KEY(variant_id, name))""",
-    """CREATE TABLE IF NOT EXISTS events(
-        id INTEGER PRIMARY KEY,
-        run_id INTEGER REFERENCES runs(id),
-        ts REAL NOT NULL,
-        level TEXT NOT NULL,
-        stage TEXT,
-        message TEXT NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS variants_name ON variants(name, status)",
-    "CREATE INDEX IF NOT EXISTS variants_run ON variants(run_id)",
-    "CREATE INDEX IF NOT EXISTS events_run ON events(run_id)",
-)
-
-
-class StoreError(RuntimeError):
-    """A user-facing store problem; the message is one clear line."""
-
-
-class BuildLockedError(StoreError):
-    """Another build holds the store's build lock."""
-
 
 @dataclass(frozen=True)
 class VariantRecord:
+    """A variant as readers get it: its row, with its metrics and their details joined in."""
+
     id: int
     run_id: int
     name: str
@@ -138,86 +91,14 @@ class RunStore:
         self.lock_path = self.root / "build.lock"
         self._lock = threading.Lock()
         if readonly:
-            self._conn = self._open_readonly()
+            self._conn = open_readonly(self.root, self.db_path)
             return
-        self._conn = self._open()
+        prepare_folder(self.root, self.artifacts_dir, self.lock_path)
+        self._conn = open_writable(self.root, self.db_path)
         try:
             self.recover()
         except BaseException:
             self._conn.close()
-            raise
-
-    # -- opening -----------------------------------------------------------
-
-    def _open(self) -> sqlite3.Connection:
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            self.artifacts_dir.mkdir(exist_ok=True)
-            # Create the lock file now so recover() never fails on it later.
-            os.close(os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644))
-        except OSError as exc:
-            raise StoreError(f"store folder {self.root} is not writable: {exc.strerror or exc}") from exc
-
-        conn: sqlite3.Connection | None = None
-        try:
-            # Switching a new database to WAL ignores busy_timeout: processes opening one store at the same moment
-            # (torchrun ranks, a CLI beside the app) take turns here instead of failing with "database is locked".
-            with open(self.root / ".open.lock", "a+b") as gate:
-                fcntl.flock(gate, fcntl.LOCK_EX)
-                # isolation_level=None: we issue BEGIN/COMMIT ourselves (see _tx).
-                conn = sqlite3.connect(self.db_path, timeout=10, isolation_level=None,
-                                       check_same_thread=False)
-                conn.row_factory = sqlite3.Row
-                conn.execute("PRAGMA busy_timeout = 10000")
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA foreign_keys = ON")
-                self._create_schema(conn)
-        except OSError as exc:
-            if conn is not None:
-                conn.close()
-            raise StoreError(f"store folder {self.root} is not writable: {exc.strerror or exc}") from exc
-        except sqlite3.DatabaseError as exc:
-            if conn is not None:
-                conn.close()
-            if isinstance(exc, sqlite3.OperationalError) and not os.access(self.root, os.W_OK):
-                raise StoreError(f"store folder {self.root} is not writable: {exc}") from exc
-            raise StoreError(f"cannot open store database {self.db_path}: {exc}") from exc
-        except BaseException:
-            if conn is not None:
-                conn.close()
-            raise
-        return conn
-
-    def _open_readonly(self) -> sqlite3.Connection:
-        if not self.db_path.is_file():
-            raise StoreError(f"no run store at {self.root} (no lab.sqlite)")
-        try:
-            conn = sqlite3.connect(f"{self.db_path.as_uri()}?mode=ro", uri=True, timeout=10, isolation_level=None,
-                                   check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA busy_timeout = 10000")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot read store database {self.db_path}: {exc}") from exc
-        if version > SCHEMA_VERSION:
-            conn.close()
-            raise StoreError(f"store {self.root} has schema version {version}; this code knows up to {SCHEMA_VERSION}")
-        return conn
-
-    def _create_schema(self, conn: sqlite3.Connection) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreError(f"store {self.root} has schema version {version}; "
-                                 f"this code knows up to {SCHEMA_VERSION}")
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
             raise
 
     def close(self) -> None:
@@ -246,33 +127,6 @@ class RunStore:
 
     # -- build lock and recovery ---------------------------------------------
 
-    @staticmethod
-    def _flock_nb(fd: int) -> bool:
-        """Try the exclusive lock without waiting; False if another holder has it."""
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise
-            return False
-        return True
-
-    @contextmanager
-    def _try_flock(self) -> Iterator[int | None]:
-        """Yield an fd holding the exclusive build lock, or None if someone holds it."""
-        # A fresh open file description: flock conflicts even with this process's
-        # own build_lock(), which is what recover() needs.
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            locked = self._flock_nb(fd)
-            try:
-                yield fd if locked else None
-            finally:
-                if locked:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
-
     def recover(self) -> int:
         """Mark runs of dead builds failed; return how many runs were marked.
 
@@ -280,7 +134,7 @@ class RunStore:
         every run still 'running' belongs to a process that died. Runs started
         without holding build_lock() are therefore treated as dead too.
         """
-        with self._try_flock() as fd:
+        with store_lock.try_flock(self.lock_path) as fd:
             if fd is None:
                 return 0
             # Keep the lock while marking so no build can start in between.
@@ -289,44 +143,15 @@ class RunStore:
                     "SELECT id FROM runs WHERE status = 'running' ORDER BY id")]
                 for run_id in ids:
                     self._fail_run_tx(conn, run_id, INTERRUPTED)
-            # Half-written bundles and cache files of dead builds (named .NAME.tmp-PID): never read, now removed.
-            for junk in [*self.artifacts_dir.glob("run-*/.*.tmp-*"), *(self.root / "cache").glob(".*.tmp-*")]:
-                if junk.is_dir():
-                    shutil.rmtree(junk, ignore_errors=True)
-                else:
-                    junk.unlink(missing_ok=True)
+            store_lock.remove_junk(self.root, self.artifacts_dir)
             return len(ids)
 
-    @contextmanager
-    def build_lock(self, wait: bool = False) -> Iterator[None]:
+    def build_lock(self, wait: bool = False) -> contextlib.AbstractContextManager[None]:
         """Hold the exclusive build lock for a build's lifetime.
 
         wait=False raises BuildLockedError if another build holds it.
         """
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            self._acquire(fd, wait)
-            try:
-                # Our pid in the file is for humans only; the flock is the truth.
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-                yield
-            finally:
-                os.ftruncate(fd, 0)
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
-
-    def _acquire(self, fd: int, wait: bool) -> None:
-        if wait:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            return
-        deadline = time.monotonic() + _LOCK_GRACE_S
-        while not self._flock_nb(fd):
-            if time.monotonic() >= deadline:
-                raise BuildLockedError(f"another build is running on store {self.root}; "
-                                       "wait for it or use another --store")
-            time.sleep(_LOCK_POLL_S)
+        return store_lock.build_lock(self.lock_path, self.root, wait)
 
     # -- runs ----------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from compression.advisor import NO, PAYS, advise
 from compression.bench import benchmark
 from compression.bundle import load_bundle, save_bundle
 from compression.config import BenchConfig
-from compression.quantize import quantize
+from compression.quantize import dynamic_int8
 
 from .conftest import embedded_installed, run_cli, synthetic_rows
 
@@ -16,9 +16,9 @@ TEXTS = [t for t, _ in synthetic_rows(40, seed=21)]
 @pytest.fixture(scope="module")
 def int8_bundle(tiny_teacher, tmp_path_factory):
     source = load_bundle(tiny_teacher)
-    return save_bundle(quantize(source.model, "dynamic-int8"), source.tokenizer,
+    return save_bundle(dynamic_int8(source.model), source.tokenizer,
                        tmp_path_factory.mktemp("b") / "int8", name="int8", kind="quantized", labels=source.labels,
-                       max_length=32)
+                       max_length=32, technique="dynamic-int8")
 
 
 def test_benchmark_measures_interleaved_with_provenance(tiny_teacher, int8_bundle):
@@ -52,8 +52,9 @@ def test_advisor_prefers_measurements_over_flags():
     assert advice["int8 (torch dynamic)"].verdict == PAYS and advice["int8 (torch dynamic)"].evidence == "measured"
     assert "2.50x" in advice["int8 (torch dynamic)"].reason
     assert advice["unstructured sparsity"].verdict == NO and advice["unstructured sparsity"].evidence == "measured"
-    assert advice["fp16"].verdict == NO and advice["fp16"].evidence == "CPU flags"
-    assert advise({"avx512_bf16": True}, [])[2].verdict == PAYS  # bf16 from flags
+    assert advice["fp16 (slow on CPU)"].verdict == NO and advice["fp16 (slow on CPU)"].evidence == "CPU flags"
+    from_flags = {a.technique: a for a in advise({"avx512_bf16": True}, [])}
+    assert from_flags["bf16"].verdict == PAYS and from_flags["bf16"].evidence == "CPU flags"
 
 
 def test_bench_cli_on_folders(tiny_teacher, int8_bundle, tiny_data):
@@ -116,3 +117,28 @@ def test_memory_is_the_models_own_even_from_a_big_parent(tmp_path):
     peak, resident = memory_mb(folder, TEXTS[:8])
     assert 50 < resident <= peak < 2000, (peak, resident)  # 91 MB of fp32 weights
     del ballast
+
+
+def test_record_stores_the_figures_and_provenance_of_each_variant(tmp_path):
+    """``bench --record`` and the pipeline write a benchmark the same way: the BENCH_METRICS figures, and the
+    provenance (plus extras and the runtime) as the detail of latency_p50_ms."""
+    from compression.bench import BENCH_METRICS, record
+    from compression.store import RunStore
+
+    rows = [{**{k: float(i + 1) for k in BENCH_METRICS}, "runtime": runtime, "name": f"v{i}"}
+            for i, runtime in enumerate(("torch", "onnxruntime"))]
+    result = {"results": rows, "provenance": {"threads": 2, "split": "test"}}
+    with RunStore(tmp_path / "store") as store:
+        run = store.start_run("r", {})
+        ids = [store.add_variant(run, name, "quantized") for name in ("a", "b")]
+        for vid in ids:
+            store.finish_variant(vid, str(tmp_path / str(vid)), {"accuracy": 0.9})
+        record(store, ids, result, extra={"bench_fingerprint": "abc"})
+        with pytest.raises(ValueError, match="1 variant ids for 2 benchmark results"):
+            record(store, ids[:1], result)
+        a, b = store.get_variant("a"), store.get_variant("b")
+    assert a.metrics == {"accuracy": 0.9, **{k: 1.0 for k in BENCH_METRICS}}
+    assert b.metrics == {"accuracy": 0.9, **{k: 2.0 for k in BENCH_METRICS}}
+    assert b.metric_details["latency_p50_ms"] == {"threads": 2, "split": "test", "bench_fingerprint": "abc",
+                                                  "runtime": "onnxruntime"}
+    assert a.metric_details["accuracy"] == {}  # other metrics keep their own details

@@ -113,3 +113,45 @@ def test_predict_unknown_variant_and_help(tmp_path):
     for command in ("sources", "build", "list", "predict", "verify"):
         help_text = run_cli(command, "--help").stdout
         assert "usage: python -m compression" in help_text and "--" in help_text
+
+
+def test_every_command_is_parsed_and_dispatched():
+    import argparse
+
+    from compression.cli import COMMANDS, main, make_parser
+
+    sub = next(a for a in make_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(sub.choices) == ["sources", "build", "list", "predict", "bench", "advise", "evaluate", "export",
+                                 "publish", "verify", "loadtest"]  # the order --help lists them in
+    assert set(COMMANDS) == set(sub.choices) and callable(main)
+
+
+def test_bench_record_refuses_a_published_run_before_measuring(tmp_path):
+    result = run_cli("bench", "teacher", "--published", str(tmp_path / "nowhere"), "--record")
+    assert result.returncode == 1 and "a published run is read-only" in result.stderr
+
+
+def test_child_env_finds_this_package_from_any_folder(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from compression.process import PACKAGE_ROOT, child_env
+
+    env = child_env(LAB_EXTRA="1")
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(PACKAGE_ROOT) and env["LAB_EXTRA"] == "1"
+    assert "LAB_EXTRA" not in os.environ  # the parent's environment is left alone
+    out = subprocess.run([sys.executable, "-c", "import compression, os; print(compression.__file__, "
+                          "os.environ['LAB_EXTRA'])"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.split() == [str(PACKAGE_ROOT / "compression" / "__init__.py"), "1"], out.stderr[-500:]
+
+
+def test_export_writes_the_reference_file_atomically(built_store, tmp_path):
+    out = tmp_path / "ref" / "tiny.json"
+    result = run_cli("export", str(out), "--label", "tiny, test", "--store", str(built_store))
+    assert result.returncode == 0 and f"wrote 1 variants to {out}" in result.stdout, result.stderr[-1000:]
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["label"] == "tiny, test" and [r["name"] for r in data["variants"]] == ["teacher"]
+    assert data["variants"][0]["bundle"] is None and "metrics" not in data["variants"][0]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["tiny.json"]  # no temp file left beside it

@@ -70,14 +70,25 @@ def test_markdown_table_for_the_readme():
 
 def test_recommend_respects_limits_and_warns():
     rec = recommend(ROWS, max_latency_ms=20, min_retention=0.97)
-    assert rec.best["name"] == "student" and any("4.0x faster" in r for r in rec.reasons)
+    assert rec.best["name"] == "student"  # more accurate than student-int8 (88.0 vs 87.9 %), both within limits
+    assert rec.reasons == ["student is the most accurate of the 2 variant(s) within the limits: test accuracy 88.0%",
+                           "keeps 97.8% of the teacher's accuracy", "4.0x faster than the teacher (10.0 vs 40.0 ms p50)",
+                           "4.4x smaller (90.0 MB)"]
+    assert rec.excluded == ["teacher: p50 40.0 ms > 20 ms", "student-fp16: p50 35.0 ms > 20 ms",
+                            "student-sparse: keeps 95.6% of the teacher's accuracy < 97.0%"]
     rec = recommend(ROWS, max_size_mb=30)
-    assert rec.best["name"] == "student-int8"
-    assert any("teacher: 400.0 MB > 30 MB" in e for e in rec.excluded)
+    assert rec.best["name"] == "student-int8" and rec.reasons[3] == "17.4x smaller (23.0 MB)"
+    assert rec.excluded == ["teacher: 400.0 MB > 30 MB", "student: 90.0 MB > 30 MB", "student-fp16: 45.0 MB > 30 MB",
+                            "student-sparse: 50.0 MB > 30 MB"]
     fp16_only = [ROWS[0], ROWS[3]]
     rec = recommend(fp16_only, max_size_mb=100)
-    assert rec.best["name"] == "student-fp16" and any(r.startswith("warning — fp16") for r in rec.reasons)
-    assert recommend(ROWS, max_latency_ms=1).best is None
+    assert rec.best["name"] == "student-fp16" and rec.excluded == ["teacher: 400.0 MB > 100 MB"]
+    warnings = [r for r in rec.reasons if r.startswith("warning")]
+    assert len(warnings) == 2 and warnings[0].startswith("warning — fp16")  # the technique's advice, measured
+    assert warnings[1] == "warning — fp16 is slow on CPU"  # and the variant's own recorded warning
+    rec = recommend(ROWS, max_latency_ms=1)
+    assert rec.best is None and rec.reasons == ["no variant meets every limit; relax one"]
+    assert [e.split(":")[0] for e in rec.excluded] == [r["name"] for r in ROWS]
 
 
 def test_predictions_html_highlights_disagreement_and_says_what_each_variant_is():
@@ -126,9 +137,18 @@ def test_report_is_self_contained():
 
 
 def test_reference_result_is_labelled():
+    """The project ships its published runs' results; each loads with a label, and the SST-2 one is shown first."""
+    shipped = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in (ROOT / "assets" / "reference").glob("*.json")}
+    assert {"sst2", "quick"} <= set(shipped)
+    for name, data in shipped.items():
+        assert isinstance(data["label"], str) and data["label"].strip(), name
+        assert data["variants"], name
+        for row in data["variants"]:
+            assert isinstance(row["name"], str) and row["name"], name
+            assert 0 < row["accuracy"] <= 1, (name, row["name"])
     rows, label = reference_rows()
-    if rows:
-        assert label and all("accuracy" in r and "name" in r for r in rows)
+    assert label == shipped["sst2"]["label"] and "SST-2" in label
+    assert [r["name"] for r in rows] == [r["name"] for r in shipped["sst2"]["variants"]]
 
 
 def test_api_through_gradio_client(served_app):
@@ -141,10 +161,26 @@ def test_api_through_gradio_client(served_app):
     assert "truncated" in note
     with pytest.raises(Exception, match="Type a sentence first"):
         client.predict("   ", api_name="/predict")
-    advice = client.predict(0, 0, 90, api_name="/recommend")  # free limits (scenario left at its default)
-    assert "Recommended:" in advice or "No variant fits" in advice
+    rows = _store_rows(served_app[1] / "store")
+    teacher_mb, int8_mb = rows["teacher"]["size_mb"], rows["teacher-int8"]["size_mb"]
+    assert int8_mb < teacher_mb
+    limit = round((teacher_mb + int8_mb) / 2, 4)  # between the two bundles: only the int8 one fits
+    advice = client.predict(0, limit, 0, api_name="/recommend")  # the visitor's own limits (scenario at its default)
+    assert "### Recommended: teacher-int8" in advice and "No variant fits" not in advice
+    assert f"- teacher: {teacher_mb:.1f} MB > {limit:g} MB" in advice
+    advice = client.predict(0.0001, 0, 0, api_name="/recommend")  # no variant answers in 0.1 µs
+    assert "### No variant fits" in advice and "Recommended:" not in advice
+    assert "- teacher: p50 " in advice and "- teacher-int8: p50 " in advice
     advice = client.predict(0, 0, 0, "Mobile app", api_name="/recommend")  # a preset: the smallest bundle
     assert "Recommended: teacher-int8" in advice and "smallest bundle" in advice
+
+
+def _store_rows(store) -> dict[str, dict]:
+    from compression.results import current_variants, variant_row
+    from compression.store import RunStore
+
+    with RunStore(store, readonly=True) as opened:
+        return {r["name"]: r for r in (variant_row(v) for v in current_variants(opened))}
 
 
 def test_load_test_drives_the_app_without_errors(served_app):

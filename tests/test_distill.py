@@ -96,6 +96,45 @@ def test_hidden_distillation_refuses_a_foreign_tokenizer(tiny_data, tiny_model, 
     assert "needs the teacher's tokenizer" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("teacher_width", [48, 32], ids=["wider-teacher-projected", "same-width-unprojected"])
+def test_hidden_distillation_projects_only_across_widths(data, tiny_model, tmp_path, monkeypatch, teacher_width):
+    """Hidden-state distillation from a teacher of another width (same tokenizer) trains one projection per layer
+    pair with the student and drops it from the returned model; at equal widths there is no projection."""
+    import compression.distill
+    from compression.losses import hidden_mse
+
+    backbone = make_tiny_backbone(tmp_path / "teacher", hidden=teacher_width, seed=2)  # same vocabulary
+    tokenizer, student = load_tokenizer_and_model(str(tiny_model), data.labels)
+    teacher_tokenizer, teacher = load_tokenizer_and_model(str(backbone), data.labels)
+    assert shares_tokenizer(tokenizer, teacher_tokenizer) and teacher.config.hidden_size == teacher_width
+    calls = []  # (loss, projection, its weights then), one per student layer per training step
+
+    def spy(student_hidden, teacher_hidden, mask, projection=None):
+        loss = hidden_mse(student_hidden, teacher_hidden, mask, projection)
+        calls.append((loss.item(), projection, None if projection is None else projection.weight.detach().clone()))
+        return loss
+
+    monkeypatch.setattr(compression.distill, "hidden_mse", spy)
+    trained = train(student, tokenizer, tokenize(data, tokenizer, 32), TrainConfig(epochs=3, **FAST), tmp_path / "w",
+                    seed=0, name="s", distill=DistillConfig(alpha=0.5, hidden_weight=1.0), teacher_model=teacher)
+    assert len(calls) >= 20
+    losses = [c[0] for c in calls]
+    assert sum(losses[-4:]) < sum(losses[:4]), (losses[:4], losses[-4:])  # the hidden-state loss falls
+    projections = {id(c[1]): c[1] for c in calls}
+    if teacher_width == student.config.hidden_size:
+        assert list(projections.values()) == [None]
+    else:
+        assert len(projections) == 2  # one per student layer
+        for projection in projections.values():
+            assert (projection.in_features, projection.out_features) == (32, teacher_width)
+            seen = [c[2] for c in calls if c[1] is projection]
+            assert not torch.equal(seen[0], seen[-1])  # it received gradients and was trained
+    assert not hasattr(trained, "distill_projections")
+    assert not any("distill_projections" in k for k in trained.state_dict())
+    ids = tokenizer(["a good film"], return_tensors="pt")
+    assert trained(**ids).logits.shape == (1, 2)
+
+
 def _recipe(path, tiny_data, tiny_model, students: str) -> str:
     path.write_text(
         f"name: tiny\ndata: {{source: {tiny_data}}}\n"

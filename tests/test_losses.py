@@ -66,3 +66,34 @@ def test_uniform_layer_map():
     assert uniform_layer_map(2, 2) == [1, 2]
     with pytest.raises(ValueError):
         uniform_layer_map(4, 2)
+
+
+def test_hidden_mse_at_equal_widths_is_the_mean_over_real_tokens():
+    torch.manual_seed(0)
+    student, teacher = torch.randn(2, 3, 4), torch.randn(2, 3, 4)
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    expected = ((student - teacher) ** 2)[mask.bool()].mean()
+    assert hidden_mse(student, teacher, mask).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_hidden_mse_projection_learns_across_widths():
+    """Student states 4 wide, teacher states 6 wide: only a learned projection compares them. It receives the
+    gradient (the student too, the teacher never) and, trained, drives the loss towards zero."""
+    torch.manual_seed(0)
+    student = torch.randn(4, 5, 4, requires_grad=True)
+    teacher = (student.detach() @ torch.randn(4, 6)).requires_grad_()  # a linear map of the student: learnable
+    mask = torch.ones(4, 5)
+    mask[0, 3:] = 0
+    projection = torch.nn.Linear(4, 6)
+    optimizer = torch.optim.Adam(projection.parameters(), lr=0.05)
+    losses = []
+    for _ in range(300):
+        optimizer.zero_grad()
+        loss = hidden_mse(student, teacher, mask, projection)
+        loss.backward()
+        if not losses:
+            assert projection.weight.grad.abs().sum() > 0 and projection.bias.grad.abs().sum() > 0
+            assert student.grad.abs().sum() > 0 and teacher.grad is None
+        losses.append(loss.item())
+        optimizer.step()
+    assert losses[-1] < 0.01 * losses[0], (losses[0], losses[-1])

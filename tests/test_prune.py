@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from compression.bundle import bundle_bytes, load_bundle, save_bundle, verify_bundle
+from compression.bundle import load_bundle, save_bundle, verify_bundle
 from compression.errors import LabError
 from compression.prune import (count_parameters, magnitude_prune, make_permanent, selected_weights,
                                sparsity_report, structure, structured_prune)
@@ -97,3 +97,70 @@ def test_mpnet_heads_refused_but_ffn_allowed():
         structured_prune(model, [batch], heads=0.5)
     structured_prune(model, [batch], ffn=0.5)
     assert structure(model) == [{"heads": 4, "intermediate": 32}]
+
+
+def _tiny_classifier(seed: int = 0):
+    """A random 2-layer BERT classifier, 4 heads of 8 and 64 FFN neurons per layer, and two labelled batches."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(BertConfig(vocab_size=40, hidden_size=32, num_hidden_layers=2,
+                                                     num_attention_heads=4, intermediate_size=64,
+                                                     max_position_embeddings=16, num_labels=2))
+    batches = [{"input_ids": torch.randint(5, 40, (8, 10)), "attention_mask": torch.ones(8, 10, dtype=torch.long),
+                "labels": torch.randint(0, 2, (8,))} for _ in range(2)]
+    return model, batches
+
+
+# Made irrelevant below: their output weights are zeroed, so nothing downstream depends on them.
+DEAD_HEADS = {0: [1], 1: [3]}
+DEAD_NEURONS = {0: list(range(0, 64, 4)), 1: list(range(3, 64, 4))}  # 16 of 64 in each layer
+
+
+def _silence(model) -> None:
+    from compression.prune import layer_parts
+
+    with torch.no_grad():
+        for layer, part in enumerate(layer_parts(model)):
+            for h in DEAD_HEADS[layer]:
+                part.o.weight[:, h * part.head_size:(h + 1) * part.head_size] = 0
+            part.ffn_out.weight[:, DEAD_NEURONS[layer]] = 0
+
+
+def test_importance_ranks_irrelevant_heads_and_neurons_lowest():
+    from compression.prune import importance
+
+    model, batches = _tiny_classifier()
+    _silence(model)
+    heads, neurons = importance(model, batches)
+    for layer in (0, 1):
+        dead = set(DEAD_HEADS[layer])
+        assert all(heads[layer][h] == 0 for h in dead)
+        assert all(heads[layer][h] > 0 for h in range(4) if h not in dead)
+        lowest = set(neurons[layer].argsort()[:16].tolist())
+        assert lowest == set(DEAD_NEURONS[layer])
+        assert neurons[layer][DEAD_NEURONS[layer]].abs().max() == 0
+        alive = [n for n in range(64) if n not in DEAD_NEURONS[layer]]
+        assert (neurons[layer][alive] > 0).all()
+
+
+def test_structured_prune_removes_exactly_the_irrelevant_parts():
+    from compression.prune import layer_parts
+
+    model, batches = _tiny_classifier()
+    _silence(model)
+    before = [(p.q.weight.detach().clone(), p.ffn_in.weight.detach().clone()) for p in layer_parts(model)]
+    probe = {"input_ids": torch.randint(5, 40, (3, 7))}
+    with torch.no_grad():
+        logits = model.eval()(**probe).logits
+    details = structured_prune(model, batches, heads=0.25, ffn=0.25)  # 2 of 8 heads; 48 of 64 neurons kept
+    assert details == {"heads_removed": {"0": [1], "1": [3]}, "ffn_kept": {"0": 48, "1": 48}}
+    assert structure(model) == [{"heads": 3, "intermediate": 48}, {"heads": 3, "intermediate": 48}]
+    for layer, (part, (q, ffn_in)) in enumerate(zip(layer_parts(model), before)):
+        kept_heads = [h for h in range(4) if h not in DEAD_HEADS[layer]]
+        rows = torch.cat([torch.arange(h * 8, (h + 1) * 8) for h in kept_heads])
+        assert torch.equal(part.q.weight, q[rows])  # the surviving heads, in order
+        alive = [n for n in range(64) if n not in DEAD_NEURONS[layer]]
+        assert torch.equal(part.ffn_in.weight, ffn_in[alive])  # the surviving neurons, in order
+    with torch.no_grad():  # what was removed contributed nothing, so the predictions stay the same
+        assert torch.allclose(model.eval()(**probe).logits, logits, atol=1e-5)

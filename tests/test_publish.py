@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from compression import publish as pub
+from compression import published as reading
 from compression.errors import LabError
 
 from .conftest import ROOT, run_cli
@@ -468,14 +469,14 @@ def test_hostile_zip_members_are_refused(tmp_path, member, fragment):
 
 def test_zip_bomb_and_size_limits(tmp_path, monkeypatch):
     bomb = _zip(tmp_path / "bomb.zip", [("bundles/teacher/weights.safetensors", b"\0" * 200_000)])
-    monkeypatch.setattr(pub, "RATIO_MIN_BYTES", 100_000)  # the real limits are 200:1 above 10 MB
+    monkeypatch.setattr(reading, "RATIO_MIN_BYTES", 100_000)  # the real limits are 200:1 above 10 MB
     with pytest.raises(LabError, match="zip bomb"):
         pub.open_published(bomb, cache=tmp_path / "cache")
-    monkeypatch.setattr(pub, "RATIO_MIN_BYTES", 10_000_000)
-    monkeypatch.setattr(pub, "MAX_TOTAL_BYTES", 100_000)
+    monkeypatch.setattr(reading, "RATIO_MIN_BYTES", 10_000_000)
+    monkeypatch.setattr(reading, "MAX_TOTAL_BYTES", 100_000)
     with pytest.raises(LabError, match="would expand to"):
         pub.open_published(bomb, cache=tmp_path / "cache")
-    monkeypatch.setattr(pub, "MAX_MEMBERS", 1)
+    monkeypatch.setattr(reading, "MAX_MEMBERS", 1)
     with pytest.raises(LabError, match="members"):
         pub.open_published(bomb, cache=tmp_path / "cache")
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())

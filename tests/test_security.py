@@ -39,19 +39,39 @@ def test_custom_code_in_a_model_folder_is_not_run(tiny_model, tmp_path):
     assert not marker.exists()
 
 
-def test_sessions_get_separate_private_folders(served_app, tmp_path):
-    """Two visitors' batch downloads land in different private folders, both under Gradio's temp folder."""
+def test_sessions_get_separate_private_folders(served_app):
+    """Two visitors' batch downloads land in different private folders, both under the temp folder Gradio serves
+    files from; neither folder holds the other visitor's file."""
+    import os
+    import stat
+    import tempfile
+
     from gradio_client import Client
 
-    url, folder = served_app
-    paths = []
+    url, _ = served_app
+    work = Path(os.environ.get("GRADIO_TEMP_DIR", tempfile.gettempdir())).resolve()
+    sessions = work / "compression-lab-sessions"
+    before = set(sessions.glob("s-*"))
+    clients, downloaded = [], {}
     for who in ("alice", "bob"):
-        client = Client(url, verbose=False)
-        table, summary, download = client.predict(f"{who} liked it\n{who} hated it", None, api_name="/batch")
-        paths.append(Path(download))
-    assert paths[0] != paths[1]
-    assert paths[0].read_text() != paths[1].read_text()  # each holds only its own texts
-    assert "alice" in paths[0].read_text() and "bob" not in paths[0].read_text()
+        clients.append(Client(url, verbose=False))  # kept alive: a session's folder goes when its session ends
+        _, _, download = clients[-1].predict(f"{who} liked it\n{who} hated it", None, api_name="/batch")
+        downloaded[who] = Path(download).read_text()
+    created = sorted(set(sessions.glob("s-*")) - before)
+    assert len(created) == 2, created  # one new folder per session
+    files = {}
+    for folder in created:
+        text = (folder / "batch-predictions.csv").read_text()
+        files["alice" if "alice" in text else "bob"] = (folder / "batch-predictions.csv").resolve()
+    assert set(files) == {"alice", "bob"}
+    for who, other in (("alice", "bob"), ("bob", "alice")):
+        folder = files[who].parent
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, oct(folder.stat().st_mode)  # owner only
+        assert folder.is_relative_to(work)
+        assert not files[who].is_relative_to(files[other].parent)  # not inside the other session's folder
+        assert files[who].read_text() == downloaded[who]  # what the visitor downloaded is that file
+        assert who in downloaded[who] and other not in downloaded[who]  # each holds only its own texts
+    assert files["alice"].parent != files["bob"].parent
 
 
 @pytest.mark.parametrize("name", ["../x", "a/b", "..", "x\x00y", ""])

@@ -248,16 +248,61 @@ def test_unwritable_folder(tmp_path: Path) -> None:
         RunStore(blocker / "store")  # fails for root too
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions")
+READ_ONLY_FOR_ROOT = Path("/sys")  # sysfs: no user, root included, may create a folder or file there
+
+
+@pytest.mark.skipif(not (READ_ONLY_FOR_ROOT / "kernel").is_dir(), reason="no sysfs (not Linux)")
+@pytest.mark.parametrize("where", ["compression-lab-store-test", "kernel"], ids=["new-folder", "existing-folder"])
+def test_read_only_folder(where: str) -> None:
+    """A folder nobody may write in, whoever runs the test (CI runs as root, which ignores permission bits): one
+    clear line, and nothing left behind."""
+    root = READ_ONLY_FOR_ROOT / where
+    before = root.exists()
+    with pytest.raises(StoreError) as err:
+        RunStore(root)
+    message = str(err.value)
+    assert message.startswith(f"store folder {root} is not writable: ") and "\n" not in message, message
+    assert message.split(": ", 1)[1] in ("Operation not permitted", "Permission denied", "Read-only file system")
+    assert root.exists() == before and not (root / "lab.sqlite").exists()
+
+
 def test_read_only_parent(tmp_path: Path) -> None:
+    """The same for a folder made read-only by its permission bits; as root, checked in a child process that
+    gives up the capability to override them."""
     parent = tmp_path / "ro"
     parent.mkdir()
-    parent.chmod(0o500)
+    parent.chmod(0o555)
     try:
-        with pytest.raises(StoreError, match="is not writable"):
-            RunStore(parent / "store")
+        if os.geteuid() != 0:
+            with pytest.raises(StoreError, match="is not writable"):
+                RunStore(parent / "store")
+            return
+        result = _without_dac_override(
+            "from compression.store import RunStore, StoreError\n"
+            "try:\n    RunStore(sys.argv[1])\nexcept StoreError as err:\n    print(err)\n", str(parent / "store"))
+        assert result.stdout.strip() == f"store folder {parent / 'store'} is not writable: Permission denied", result
+        assert not (parent / "store").exists()
     finally:
         parent.chmod(0o700)
+
+
+def _without_dac_override(code: str, *args: str) -> subprocess.CompletedProcess:
+    """Run ``code`` as root without CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH, so permission bits bind it."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_capbset_drop, cap_dac_override, cap_dac_read_search = 24, 1, 2
+
+    def drop() -> None:  # in the child, before exec: the bounding set limits what root gets at exec
+        for cap in (cap_dac_override, cap_dac_read_search):
+            if libc.prctl(pr_capbset_drop, cap, 0, 0, 0) != 0:
+                os._exit(97)
+
+    result = subprocess.run([sys.executable, "-c", "import sys\n" + code, *args], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)}, preexec_fn=drop)
+    if result.returncode == 97:
+        pytest.skip("cannot drop capabilities here (no CAP_SETPCAP)")
+    return result
 
 
 def test_many_processes_open_a_new_store_at_once(tmp_path):
@@ -310,3 +355,33 @@ def test_readers_open_read_only_and_never_take_the_build_lock(tmp_path: Path) ->
             with pytest.raises(sqlite3.OperationalError, match="readonly"):
                 reader.log(run, "no")
         assert (tmp_path / "s" / "lab.sqlite-wal").stat().st_mtime_ns == before  # nothing written
+
+
+def test_recovery_removes_what_an_interrupted_atomic_write_leaves(tmp_path: Path, monkeypatch) -> None:
+    """files.write_atomic stages beside the target as .NAME.tmp-PID: the name recovery sweeps up after a kill."""
+    from compression import files
+
+    root = tmp_path / "store"
+    RunStore(root).close()
+    target = root / "artifacts" / "run-1" / "meta.json"
+    target.parent.mkdir(parents=True)
+    files.write_json_atomic(target, {"a": 1}, indent=1)
+    assert target.read_text() == '{\n "a": 1\n}' and not files.temp_path(target).exists()
+    assert files.temp_path(target).name == f".meta.json.tmp-{os.getpid()}"
+
+    def killed(*_args):  # the writer dies between writing and renaming
+        raise OSError("killed")
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(OSError, match="killed"):
+        files.write_atomic(target, "new")
+    monkeypatch.undo()
+    assert target.read_text() == '{\n "a": 1\n}'  # the old content, whole
+    assert not files.temp_path(target).exists()  # a failed write cleans up after itself
+    leftovers = [files.temp_path(target), files.temp_path(root / "cache" / "logits.npz")]
+    (root / "cache").mkdir()
+    for junk in leftovers:  # what a SIGKILL between write and rename leaves
+        junk.write_bytes(b"half")
+    with RunStore(root):
+        pass
+    assert not any(junk.exists() for junk in leftovers) and target.exists()

@@ -1,4 +1,4 @@
-"""Pure table builders: variant rows (as ``cli._variant_row`` makes them) in, pandas DataFrames out."""
+"""Pure table builders: variant rows (as ``results.variant_row`` makes them) in, pandas DataFrames out."""
 
 from __future__ import annotations
 

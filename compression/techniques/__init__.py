@@ -40,6 +40,18 @@ class Built:
     onnx_file: Path | None = None
     int8_embeddings: bool = False
     warnings: tuple[str, ...] = ()
+    weights_meta: dict | None = None  # merged into bundle.json's ``weights``: what ``restore`` needs to rebuild it
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The labelled validation split a quantize technique with ``needs_validation`` receives (keyword
+    ``validation=``) to tune itself on: never the test split, which only scores the result."""
+
+    texts: tuple[str, ...]
+    labels: tuple[int, ...]
+    max_length: int
+    progress: Callable[[float, str], None] | None = None  # (fraction done, message)
 
 
 @dataclass(frozen=True)
@@ -57,7 +69,9 @@ class Technique:
     - student:  ``apply(cfg: StudentConfig, teacher_folder, labels) -> (tokenizer, model)``
     - prune:    ``apply(model, cfg: PruneConfig, batches) -> (model, details)`` (masks kept through recovery, or
       matrices shrunk; ``batches`` are validation batches for importance, made only when ``needs_batches``)
-    - quantize: ``apply(model, tokenizer, cfg: QuantizeConfig, work_dir) -> Built`` (``model`` is fp32)
+    - quantize: ``apply(model, tokenizer, cfg: QuantizeConfig, work_dir) -> Built`` (``model`` is fp32); with
+      ``needs_validation``, also ``validation=`` a :class:`Validation` (keyword only: the 4-argument form stays the
+      contract of every other method)
 
     ``restore(folder, weights_meta, skeleton) -> runner`` rebuilds a bundle's model at load time; ``skeleton()``
     makes the fp32 model its config and recorded shapes describe. None: the generic loader (plain Hugging Face
@@ -76,6 +90,7 @@ class Technique:
     lab: LabChoice | None = None
     validate: Callable[[Any], None] | None = None  # checks the step's fields this method reads (ValueError)
     needs_batches: bool = False
+    needs_validation: bool = False  # quantize: apply takes validation= (texts, labels) to tune on
     quantized: bool = field(default=False)  # its bundles are not fp32: never a source for prune/quantize
 
     @property
@@ -161,5 +176,5 @@ def is_quantized(weights: dict) -> bool:
     return bool(name) and get(name).quantized
 
 
-__all__ = ["Built", "LabChoice", "Technique", "REGISTRY", "register", "load", "names", "get", "label",
+__all__ = ["Built", "Validation", "LabChoice", "Technique", "REGISTRY", "register", "load", "names", "get", "label",
            "bundle_technique", "is_quantized", "PAYS", "NO", "MAYBE"]

@@ -1,0 +1,175 @@
+"""Commands that read variants without changing anything: sources, list, predict, evaluate, advise, verify."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from ..errors import LabError
+from ..results import current_variants, variant_row
+from .common import bundle_folder, fmt, open_published, open_store, published, read_lines
+
+
+def cmd_sources(args) -> int:
+    from ..sources import embedded_status
+
+    rows = embedded_status()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        print(f"{r['ref']:<26} {'usable' if r['usable'] else 'MISSING':<8} {r['kind']:<5} {r['description']}")
+        print(f"{'':<26} {r['note']}" + (f" — {r['location']}" if r["location"] and r["usable"] else ""))
+    return 0 if all(r["usable"] for r in rows) else 1
+
+
+def _list_rows(args) -> list[dict]:
+    if args.published:
+        run = open_published(args.published)
+        if args.run not in ("latest", "all", str(run.run)):
+            raise LabError(f"the published run {args.published} holds run {run.run} only; drop --run or give "
+                           f"--run {run.run}")
+        return run.rows()
+    with open_store(args.store, readonly=True) as store:
+        return [variant_row(v) for v in current_variants(store, args.run)]
+
+
+def cmd_list(args) -> int:
+    rows = _list_rows(args)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+        return 0
+    if args.markdown:
+        from ..dashboard.tables import markdown
+
+        print(markdown(rows))
+        return 0
+    if not rows:
+        print("no finished variants yet; build one: python -m compression build recipes/quick.yaml")
+        return 0
+    print(f"{'name':<22} {'kind':<9} {'parent':<18} {'acc %':>6} {'95% CI':>11} {'F1':>6} {'agree':>6} "
+          f"{'ECE':>6} {'MB':>7} {'params M':>9} {'p50 ms':>7} {'p95 ms':>7} {'texts/s':>8}")
+    for r in rows:
+        lo, hi = r["accuracy_ci"]
+        ci = f"{lo * 100:.1f}–{hi * 100:.1f}" if lo is not None else "-"
+        nz = r["params"]
+        print(f"{r['name'][:22]:<22} {r['kind']:<9} {(r['parent'] or '-')[:18]:<18} {fmt(r['accuracy'], '.1f', 100):>6} "
+              f"{ci:>11} {fmt(r['f1'], '.3f'):>6} {fmt(r['agreement'], '.3f'):>6} {fmt(r['ece'], '.3f'):>6} "
+              f"{fmt(r['size_mb'], '.1f'):>7} {fmt(nz, '.2f', 1e-6):>9} {fmt(r['latency_p50_ms'], '.1f'):>7} "
+              f"{fmt(r['latency_p95_ms'], '.1f'):>7} {fmt(r['throughput'], '.0f'):>8}")
+    broken = [r for r in rows if r["status"] != "ok"]
+    for r in broken:
+        print(f"BROKEN {r['name']}: {r['status'][len('broken: '):]} (rebuild it: run the recipe again)")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from ..bundle import load_bundle
+
+    texts = list(args.texts) + (read_lines(args.file) if args.file else [])
+    if not texts:
+        raise LabError("nothing to classify: give one or more TEXT arguments or --file PATH")
+    if any(not t.strip() for t in texts):
+        raise LabError("empty text: give each TEXT some words")
+    bundle = load_bundle(bundle_folder(args.variant, args.store, published(args)))
+    preds = bundle.predict(texts)
+    for i, p in enumerate(preds, start=1):
+        if p.truncated and not args.json:
+            print(f"note: text {i} has {p.tokens:,} tokens; {bundle.name} reads only the first {bundle.max_length}",
+                  file=sys.stderr)
+    if args.json:
+        print(json.dumps([{"text": t, "label": p.label, "confidence": p.confidence, "probabilities": p.probabilities,
+                           "tokens": p.tokens, "truncated": p.truncated} for t, p in zip(texts, preds)],
+                         ensure_ascii=False))
+        return 0
+    for t, p in zip(texts, preds):
+        print(f"{p.label:<12} {p.confidence:6.1%}  {t if len(t) <= 200 else t[:200] + f'… ({len(t):,} characters)'}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from ..config import DataConfig
+    from ..data import SPLITS, load_data
+
+    run = published(args)
+    folders = [bundle_folder(v, args.store, run) for v in args.bundles]  # bad names fail before any load
+    data = load_data(DataConfig(source=args.data))
+    if args.split in data.carved:  # e.g. GLUE hides its test labels: "test" would be a tenth of train
+        raise LabError(f"{args.data} has no labelled {args.split} split (the lab would cut one out of its train "
+                       f"rows); pick another --split or --split all")
+    splits = SPLITS if args.split == "all" else (args.split,)
+    texts = [t for s in splits for t in data.splits[s]["text"]]
+    ids = [y for s in splits for y in data.splits[s]["label"]]
+    reference, rows = None, []  # the first variant's predictions, as label names
+    for given, folder in zip(args.bundles, folders):
+        metrics, reference = _score(given, folder, data.labels, args.data, texts, ids, reference)
+        rows.append({"name": metrics.pop("name"), "given": given, "bundle": str(folder), "data": args.data,
+                     "split": args.split, **metrics})
+        if args.json:
+            print(json.dumps(rows[-1]), flush=True)
+    if not args.json:
+        _print_scores(rows, args.data, args.split, len(texts))
+    return 0
+
+
+def _score(given: str, folder, data_labels: list[str], source: str, texts: list[str], ids: list[int],
+           reference: list[str] | None) -> tuple[dict, list[str]]:
+    """One variant's scores (``name`` first) and the reference predictions (its own when it is the first)."""
+    import numpy as np
+
+    from ..bundle import load_bundle
+    from ..data import align_labels
+    from ..metrics import score_logits
+
+    bundle = load_bundle(folder)
+    labels = np.asarray(align_labels(data_labels, bundle.labels, source))[ids]
+    print(f"scoring {given} on {len(texts):,} texts", file=sys.stderr, flush=True)
+    logits = bundle.logits(texts, batch_size=64)
+    if reference is None:
+        reference = [bundle.labels[i] for i in logits.argmax(1)]
+    comparable = set(reference) <= set(bundle.labels)
+    # Agreement by label name, so variants that order their labels differently still compare.
+    same = np.eye(len(bundle.labels), dtype=np.float32)[[bundle.labels.index(n) if comparable else 0
+                                                          for n in reference]]
+    metrics = score_logits(logits, labels, same)
+    if not comparable:
+        metrics["agreement"] = None
+    return {"name": bundle.name, **metrics}, reference
+
+
+def _print_scores(rows: list[dict], data: str, split: str, count: int) -> None:
+    width = max(len("variant"), *(len(r["given"]) for r in rows))  # folders show as given: names repeat
+    print(f"{data} ({split}, {count:,} texts); agreement is with {rows[0]['given']}")
+    print(f"{'variant':<{width}} {'accuracy % (95% CI)':>22} {'macro-F1':>9} {'agreement %':>12}")
+    for r in rows:
+        ci = f"{r['accuracy'] * 100:.1f} ({r['accuracy_ci_low'] * 100:.1f}–{r['accuracy_ci_high'] * 100:.1f})"
+        print(f"{r['given']:<{width}} {ci:>22} {r['f1']:>9.3f} {fmt(r['agreement'], '.1f', 100):>12}")
+
+
+def cmd_advise(args) -> int:
+    from ..advisor import advise
+    from ..hardware import cpu_info
+
+    with open_store(args.store, readonly=True) as store:
+        rows = [variant_row(v) for v in current_variants(store)]
+    info = cpu_info()
+    advice = advise(info["flags"], rows)
+    if args.json:
+        print(json.dumps({"cpu": info, "advice": [a.__dict__ for a in advice]}))
+        return 0
+    print(f"CPU: {info['model']}, {info['usable_cores']} usable cores; "
+          f"flags: {', '.join(k for k, v in info['flags'].items() if v) or 'none of interest'}")
+    for a in advice:
+        print(f"  {a.technique:<24} {a.verdict:<13} {a.reason} [{a.evidence}]")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from ..bundle import check_probe, load_bundle
+
+    result = check_probe(load_bundle(args.bundle))
+    print(json.dumps(result) if args.json else
+          f"{'ok' if result['ok'] else 'MISMATCH'}: argmax equal {result['argmax_equal']}, "
+          f"max |Δlogit| {result['max_abs_diff']:.2e} (tolerance {result['atol']:.0e}, {result['probes']} probes)")
+    return 0 if result["ok"] else 1

@@ -83,7 +83,8 @@ def teacher_logits(teacher_folder: str | Path, data: LabeledData, cache_dir: str
 
     max_length = read_meta(teacher_folder)["max_length"]
     code = code_digest("compression.distill")  # the code that computes them: changed code, new cache
-    key = hashlib.sha256(f"{fingerprint(teacher_folder)}|{data.fingerprint}|{max_length}|{code}".encode()).hexdigest()[:24]
+    key = f"{fingerprint(teacher_folder)}|{data.fingerprint}|{max_length}|{code}"
+    key = hashlib.sha256(key.encode()).hexdigest()[:24]
     path = Path(cache_dir) / f"teacher-logits-{key}.npz"
     if path.is_file():
         with np.load(path) as cached:
@@ -102,11 +103,14 @@ def teacher_logits(teacher_folder: str | Path, data: LabeledData, cache_dir: str
 def save_cache(path: Path, point: str, **arrays: np.ndarray) -> None:
     """Write an ``.npz`` cache atomically: readers never see half a file; a dead writer leaves only a temp file,
     which the store removes when it next opens. ``point`` names the failpoint just before the rename."""
+    import io
+
+    from .files import write_atomic
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
-    np.savez(tmp, **arrays)
-    failpoint(point)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_atomic(path, buffer.getvalue(), before_replace=lambda: failpoint(point))
 
 
 def tokenize(data: LabeledData, tokenizer, max_length: int, logits: dict[str, np.ndarray] | None = None):
@@ -251,28 +255,32 @@ def _resumable_checkpoint(folder: Path, setup: dict) -> str | None:
     return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
 
 
+def _intermediate_setup(model, teacher_model, distill: DistillConfig, name: str) -> list[int]:
+    """The layer map of intermediate-layer distillation; adds the learned projections (student width -> teacher
+    width) it needs to the student and makes both models return attention maps when they are matched."""
+    if teacher_model is None:
+        raise LabError(f"{name}: hidden/attention distillation needs the teacher model in the loop")
+    s_layers, t_layers = model.config.num_hidden_layers, teacher_model.config.num_hidden_layers
+    layer_map = distill.layer_map or uniform_layer_map(s_layers, t_layers)
+    if len(layer_map) != s_layers or max(layer_map) > t_layers:
+        raise LabError(f"{name}: distill.layer_map {layer_map} must give one teacher layer (1..{t_layers}) for "
+                       f"each of the {s_layers} student layers")
+    if distill.hidden_weight > 0 and model.config.hidden_size != teacher_model.config.hidden_size:
+        model.distill_projections = torch.nn.ModuleList(
+            torch.nn.Linear(model.config.hidden_size, teacher_model.config.hidden_size) for _ in layer_map)
+    if distill.attention_weight > 0:  # fused attention kernels return no attention maps
+        for m in (model, teacher_model):
+            m.set_attn_implementation("eager")
+    return layer_map
+
+
 def train(model, tokenizer, dataset, cfg: TrainConfig, output_dir: str | Path, seed: int, name: str,
           distill: DistillConfig | None = None, teacher_model=None, progress: Progress | None = None):
     """Train ``model`` on ``dataset['train']``, pick the best checkpoint on ``dataset['validation']``, return it.
 
     ``dataset`` comes from :func:`tokenize`; with a ``teacher_logits`` column and ``distill`` it is distilled.
     """
-    layer_map = None
-    if distill is not None and distill.intermediate:
-        if teacher_model is None:
-            raise LabError(f"{name}: hidden/attention distillation needs the teacher model in the loop")
-        s_layers, t_layers = model.config.num_hidden_layers, teacher_model.config.num_hidden_layers
-        layer_map = distill.layer_map or uniform_layer_map(s_layers, t_layers)
-        if len(layer_map) != s_layers or max(layer_map) > t_layers:
-            raise LabError(f"{name}: distill.layer_map {layer_map} must give one teacher layer (1..{t_layers}) for "
-                           f"each of the {s_layers} student layers")
-        if distill.hidden_weight > 0 and model.config.hidden_size != teacher_model.config.hidden_size:
-            model.distill_projections = torch.nn.ModuleList(
-                torch.nn.Linear(model.config.hidden_size, teacher_model.config.hidden_size) for _ in layer_map)
-        if distill.attention_weight > 0:  # fused attention kernels return no attention maps
-            for m in (model, teacher_model):
-                m.set_attn_implementation("eager")
-
+    layer_map = _intermediate_setup(model, teacher_model, distill, name) if distill and distill.intermediate else None
     world = int(os.environ.get("WORLD_SIZE", "1"))
     per_step = cfg.batch_size * cfg.gradient_accumulation_steps * world
     steps_per_epoch = max(1, math.ceil(len(dataset["train"]) / per_step))

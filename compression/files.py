@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 def temp_path(path: str | os.PathLike) -> Path:
@@ -19,10 +19,12 @@ def temp_path(path: str | os.PathLike) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def write_atomic(path: str | os.PathLike, data: bytes | str, encoding: str = "utf-8") -> Path:
+def write_atomic(path: str | os.PathLike, data: bytes | str, encoding: str = "utf-8",
+                 before_replace: Callable[[], None] | None = None) -> Path:
     """Write ``data`` (bytes, or text in ``encoding``) to ``path`` atomically; returns ``path``.
 
     The folder must exist. On any failure the temporary file is removed and the target is left as it was.
+    ``before_replace`` runs once the content is on disk, just before the rename (the crash tests kill there).
     """
     path = Path(path)
     tmp = temp_path(path)
@@ -30,6 +32,8 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, encoding: str = "ut
     try:
         with open(tmp, "wb") as f:
             f.write(payload)
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

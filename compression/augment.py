@@ -117,20 +117,42 @@ def _grams(text: str, n: int) -> set[int]:
     return {hash(s[i:i + n]) for i in range(max(len(s) - n + 1, 1))} if s else set()
 
 
-def new_texts(texts: list[str], known: list[str], n: int = 12, share: float = 0.5) -> list[str]:
+def new_texts(texts: list[str], known: list[str], n: int = 12, share: float = 0.5,
+              min_contained: int = 24) -> list[str]:
     """``texts`` (first of each, in order) without those that largely repeat a ``known`` text or an earlier kept one:
     at least ``share`` of their character ``n``-grams (of the normal form) occur there. Catches one sentence written
-    two ways and a sentence whose phrases are all known (SST's training split holds the phrases of its sentences)."""
+    two ways and a sentence whose phrases are all known (SST's training split holds the phrases of its sentences).
+
+    Also without those that contain a whole ``known`` text (normal forms, as a substring) of at least
+    ``min_contained`` characters: a long text that quotes an evaluated sentence can keep most of its n-grams new,
+    yet training on it would teach the test item. Shorter known texts (words, short phrases) are not sentences:
+    containing one is not a repeat."""
     seen: set[int] = set()
+    by_head: dict[str, set[str]] = {}  # a known normal form, found by its first n characters
     for text in known:
         seen |= _grams(text, n)
+        form = normal_form(text)
+        if len(form) >= max(min_contained, n):
+            by_head.setdefault(form[:n], set()).add(form)
     out = []
     for text in dict.fromkeys(t.strip() for t in texts):
         grams = _grams(text, n)
-        if grams and len(grams & seen) < share * len(grams):
+        if grams and len(grams & seen) < share * len(grams) and not _contains_known(normal_form(text), by_head, n):
             out.append(text)
             seen |= grams
     return out
+
+
+def _contains_known(form: str, by_head: dict[str, set[str]], n: int) -> bool:
+    """Whether ``form`` holds one of the known normal forms indexed (by their first ``n`` characters) in
+    ``by_head``: one dictionary look-up per position, not one scan per known text."""
+    if not by_head:
+        return False
+    for i in range(len(form) - n + 1):
+        for known in by_head.get(form[i:i + n], ()):
+            if form.startswith(known, i):
+                return True
+    return False
 
 
 def _label(teacher, texts: list[str], report: Progress, what: str) -> np.ndarray:

@@ -225,13 +225,15 @@ def _is_sparse(model) -> bool:
 def save_bundle(model, tokenizer, folder: str | Path, *, name: str, kind: str, labels: list[str], max_length: int,
                 parent: str | None = None, step: dict | None = None, metrics: dict | None = None,
                 extra: dict | None = None, int8_embeddings: bool = False, onnx_file: str | Path | None = None,
-                warnings: list[str] | None = None, technique: str | None = None) -> Path:
+                warnings: list[str] | None = None, technique: str | None = None,
+                weights_meta: dict | None = None) -> Path:
     """Write a variant as a bundle at ``folder`` (replacing an older one) and return its path.
 
     The weights format follows the model: plain Hugging Face safetensors when ``from_pretrained`` can read it back
     (fp32, bf16, fp16); the lab's encoded ``weights.safetensors`` for int8, sparse or structurally pruned models;
     ``model.onnx`` when ``onnx_file`` is given (``model`` then only lends its config). ``technique`` names the
-    registered method whose ``restore`` rebuilds the model at load time (see compression/techniques).
+    registered method whose ``restore`` rebuilds the model at load time (see compression/techniques), and
+    ``weights_meta`` what that restore needs besides (e.g. int8 activation bits, layers kept fp32).
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -240,7 +242,8 @@ def save_bundle(model, tokenizer, folder: str | Path, *, name: str, kind: str, l
     try:
         model.eval()
         tmp.mkdir()
-        weights = {**_write_weights(model, tmp, int8_embeddings, onnx_file), "technique": technique}
+        weights = {**_write_weights(model, tmp, int8_embeddings, onnx_file), **(weights_meta or {}),
+                   "technique": technique}
         if weights.get("quantized_linears") and technique is None:
             raise ValueError("a model with quantized modules needs technique= (the registered method that "
                              "restores it at load time), e.g. technique='dynamic-int8'")
@@ -373,6 +376,7 @@ def load_bundle(folder: str | Path) -> Bundle:
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
         runner = _load_runner(folder, meta)
+        meta["warnings"] = [*meta.get("warnings", []), *getattr(runner, "load_warnings", ())]  # e.g. a fallback
     except (OSError, ValueError, RuntimeError, KeyError) as err:
         raise LabError(f"bundle {folder} is broken: {str(err).splitlines()[0][:200]}") from err
     return Bundle(folder, meta, tokenizer, runner)

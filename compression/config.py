@@ -252,6 +252,18 @@ class QuantizeConfig:
                 "fp16 (slow on CPU: measured, not advised), onnx-fp32 / onnx-int8 (ONNX Runtime)"})
     int8_embeddings: bool = field(default=True, metadata={
         "help": "dynamic-int8: store the word embeddings as int8 too (torch keeps them fp32)"})
+    activation_bits: Literal["auto", 8, 7] = field(default="auto", metadata={
+        "help": "dynamic-int8: bits of the activations. 8 is more accurate (models with outlier channels, like "
+                "MPNet, lose points at 7) and safe where the CPU has VNNI/AMX; 7 is torch's reduce_range, safe on "
+                "any CPU; auto: 8 with VNNI/AMX, else 7. An 8-bit bundle loaded on a CPU without VNNI/AMX runs "
+                "with 7 and says so"})
+    int8_tolerance: float | None = field(default=None, metadata={
+        "help": "dynamic-int8: largest drop in validation accuracy against the fp32 source (e.g. 0.005). The "
+                "Linear layers whose int8 hurts most (ranked by logit KL on validation texts) are kept fp32, one at "
+                "a time, until the drop is within it or max_fp32_layers is reached; null quantizes every Linear"})
+    max_fp32_layers: int = field(default=4, metadata={
+        "help": "dynamic-int8 with int8_tolerance: at most this many Linear layers kept fp32 (each runs at fp32 "
+                "speed; the bundle lists them)"})
 
     def __post_init__(self):
         check_name(self.name, "name")

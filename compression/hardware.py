@@ -30,6 +30,15 @@ def cpu_info() -> dict:
             "flags": {flag: flag in flags for flag in ISA_FLAGS}}
 
 
+INT8_FAST_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # 32-bit accumulation of u8 x s8 products
+
+
+def int8_fast(flags: dict) -> bool:
+    """Whether a CPU with these ISA flags (``cpu_info()["flags"]``) has the int8 fast path (VNNI/AMX): int8 matmuls
+    pay there, and 8-bit activations are safe (products accumulate in 32 bits, not saturating 16)."""
+    return any(flags.get(f) for f in INT8_FAST_FLAGS)
+
+
 def cpu_has_fast_bf16() -> bool:
     flags = cpu_info()["flags"]
     return flags["avx512_bf16"] or flags["amx_bf16"]

@@ -180,8 +180,9 @@ class _Build:
         params = read_meta(self.folders[name]).get("params", {})
         metrics = {**metrics, "params": params.get("total"), "nonzero_params": params.get("nonzero")}
         update_meta(self.folders[name], metrics=metrics, timings=timings)
+        warnings = read_meta(self.folders[name]).get("warnings", [])  # shown by the Leaderboard and the advisor
         self.store.finish_variant(self.variant_ids[name], str(self.folders[name]), metrics=metrics,
-                                  meta={"verify": check, "timings": timings})
+                                  meta={"verify": check, "timings": timings, "warnings": warnings})
         self.report(name, 1.0, f"{name}: test accuracy {metrics['accuracy']:.4f}, "
                                f"agreement with teacher {metrics['agreement']:.4f}")
 
@@ -289,6 +290,7 @@ def step_fingerprint(b: _Build, stage: str, cfg, parent: str) -> str:
     if stage != "quantize":
         parts += [b.bundle_fingerprint(b.recipe.teacher.name), b.recipe.seed]
     parts += _augment_key(b) if trains else []
+    parts += [technique.machine_key(cfg)] if technique.machine_key is not None else []
     return fingerprint(*parts, technique_code(technique, trains))
 
 

@@ -140,7 +140,9 @@ def _set_heads(part: LayerParts, heads: int) -> None:
 
 
 def importance(model, batches) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """First-order Taylor importance of every attention head and FFN neuron: ``|sum(activation * gradient)|``.
+    """First-order Taylor importance of every attention head and FFN neuron: ``sum over examples of
+    |sum over the example's tokens of activation * gradient|`` (the expectation of the absolute per-example
+    contribution, Michel et al., 2019; the absolute value comes before the sum over examples).
 
     ``batches`` yield model inputs with ``labels``. Returns (per-layer head scores, per-layer neuron scores),
     each layer's scores normalised to unit L2 norm so layers compare (Michel et al., 2019).
@@ -169,11 +171,13 @@ def importance(model, batches) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
             out = model(**{k: v for k, v in batch.items() if k != "teacher_logits"})
             out.loss.backward()
             for i, part in enumerate(parts):
+                # per example: sum over its tokens (and a head's dimensions), |.|, then sum over examples;
+                # |sum over the batch| would let examples whose contributions differ in sign cancel out
                 x = captured[(i, "heads")]
-                contribution = (x * x.grad).reshape(*x.shape[:-1], -1, part.head_size).sum(dim=(0, 1, 3))
-                heads[i] += contribution.abs().detach()
+                contribution = (x * x.grad).reshape(*x.shape[:-1], -1, part.head_size).sum(dim=(1, 3))
+                heads[i] += contribution.abs().sum(dim=0).detach()
                 x = captured[(i, "ffn")]
-                neurons[i] += (x * x.grad).sum(dim=(0, 1)).abs().detach()
+                neurons[i] += (x * x.grad).sum(dim=1).abs().sum(dim=0).detach()
     finally:
         for h in handles:
             h.remove()

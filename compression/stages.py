@@ -197,7 +197,7 @@ def importance_batches(dataset, tokenizer, cfg) -> list:
 
 
 def quantize(b, cfg) -> None:
-    from .bundle import save_bundle, update_meta
+    from .bundle import save_bundle
 
     technique = techniques.get(cfg.method, "quantize")
     b.report(cfg.name, 0, f"{cfg.name}: {cfg.method} of {cfg.source}")
@@ -211,13 +211,11 @@ def quantize(b, cfg) -> None:
             lambda f, m: b.report(cfg.name, 0.8 * f, f"{cfg.name}: {m}", log=f >= 1))
     built = technique.apply(source.model, source.tokenizer, cfg, b.stage_dirs[cfg.name], **extras)
     timings = {"quantize_seconds": round(time.perf_counter() - t, 2)}
-    folder = save_bundle(built.model, source.tokenizer, b.folders[cfg.name], name=cfg.name, kind="quantized",
-                         labels=b.data.labels, max_length=source.max_length, parent=cfg.source, technique=cfg.method,
-                         step={"stage": "quantize", **dataclasses.asdict(cfg)}, onnx_file=built.onnx_file,
-                         int8_embeddings=built.int8_embeddings, warnings=list(built.warnings),
-                         extra={"data": {"source": b.data.source, "fingerprint": b.data.fingerprint}})
-    if built.weights_meta:  # what restore needs (e.g. activation bits, fp32 layers), before the fresh-process reload
-        update_meta(folder, weights=dict(built.weights_meta))
+    save_bundle(built.model, source.tokenizer, b.folders[cfg.name], name=cfg.name, kind="quantized",
+                labels=b.data.labels, max_length=source.max_length, parent=cfg.source, technique=cfg.method,
+                step={"stage": "quantize", **dataclasses.asdict(cfg)}, onnx_file=built.onnx_file,
+                int8_embeddings=built.int8_embeddings, warnings=list(built.warnings), weights_meta=built.weights_meta,
+                extra={"data": {"source": b.data.source, "fingerprint": b.data.fingerprint}})
     b.evaluate_and_finish(cfg.name, timings, b.verify(cfg.name, timings))
 
 

@@ -10,7 +10,6 @@ Codecs (recorded per tensor in the file's metadata, so a loader needs no outside
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import torch
@@ -19,13 +18,14 @@ from torch import nn
 SPARSE_MIN_NUMEL = 256
 
 
-def quantize_dynamic_int8(model: nn.Module, inplace: bool = False) -> nn.Module:
-    """Dynamic int8 for every Linear (per-channel weights), the fastest CPU path measured here."""
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+def quantize_dynamic_int8(model: nn.Module, inplace: bool = False, activation_bits: int = 7,
+                          keep_fp32=()) -> nn.Module:
+    """Dynamic int8 for every Linear but those named in ``keep_fp32`` (per-channel weights), the fastest CPU path
+    measured here, as the lab's :class:`~compression.qlinear.LabDynamicLinear` with ``activation_bits`` (7: torch's
+    own ``reduce_range``, what bundles written before the setting used; 8 needs VNNI/AMX)."""
+    from .qlinear import quantize_linears
 
-    with warnings.catch_warnings():  # torch.ao marks eager quantization deprecated; it works and is fastest here
-        warnings.simplefilter("ignore")
-        return quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=inplace)
+    return quantize_linears(model, activation_bits, keep_fp32, inplace=inplace)
 
 
 def _rowint8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -91,6 +91,9 @@ class Technique:
     validate: Callable[[Any], None] | None = None  # checks the step's fields this method reads (ValueError)
     needs_batches: bool = False
     needs_validation: bool = False  # quantize: apply takes validation= (texts, labels) to tune on
+    # What on this machine decides what it builds (e.g. int8 activation bits resolved from the CPU): part of the
+    # variant's fingerprint, so a build elsewhere does not reuse a bundle made differently.
+    machine_key: Callable[[Any], Any] | None = None
     quantized: bool = field(default=False)  # its bundles are not fp32: never a source for prune/quantize
 
     @property

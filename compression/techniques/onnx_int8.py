@@ -14,7 +14,9 @@ def apply(model, tokenizer, cfg, work_dir) -> Built:
 
 
 def advise(flags: dict) -> tuple[str, str]:
-    if flags.get("avx512_vnni") or flags.get("avx_vnni") or flags.get("amx_int8"):
+    from ..hardware import int8_fast
+
+    if int8_fast(flags):
         return PAYS, "VNNI/AMX int8 instructions present"
     return MAYBE, "no VNNI/AMX: int8 matmuls run without their fast path"
 

@@ -137,6 +137,33 @@ def _swap(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent) if parent else model, child, module)
 
 
+def _tuning_batches(tokenizer, texts, labels, max_length: int):
+    """(batches of the tuning texts, their labels in batch order, batches of the ranking texts, ranking texts):
+    length-sorted, so batches carry little padding."""
+    texts, labels = list(texts)[:TUNING_TEXTS], torch.as_tensor(list(labels)[:TUNING_TEXTS])
+    if not texts:
+        raise ValueError("int8_tolerance needs validation texts to measure the accuracy on; the validation split "
+                         "is empty")
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    ranking_texts = texts[:RANKING_TEXTS]
+    return (_batches(tokenizer, [texts[i] for i in order], max_length), labels[order],
+            _batches(tokenizer, sorted(ranking_texts, key=len), max_length), ranking_texts)
+
+
+def _rank(model, names, modules, reference, kl_int8: float, progress) -> list[tuple[float, str]]:
+    """Linear layers by how much putting each one alone back to fp32 brings the int8 logits closer to fp32's (KL
+    gain), most first; layers that do not help are left out. ``modules``: (fp32, int8) modules by name;
+    ``reference``: (fp32 logits, batches) of the ranking texts."""
+    (fp32_modules, int8_modules), (ref_few, few) = modules, reference
+    gains = []
+    for i, name in enumerate(names):
+        progress(i, f"int8 sensitivity of {name} ({i + 1}/{len(names)})")
+        _swap(model, name, fp32_modules[name])
+        gains.append((kl_int8 - _kl(ref_few, _logits(model, few)), -i, name))
+        _swap(model, name, int8_modules[name])
+    return [(gain, name) for gain, _, name in sorted(gains, reverse=True) if gain > 0]
+
+
 def tune_fp32_layers(reference: nn.Module, work: nn.Module, tokenizer, texts, labels, max_length: int, *,
                      activation_bits: int, tolerance: float, max_fp32_layers: int,
                      progress=None) -> tuple[nn.Module, list[str], dict]:
@@ -156,54 +183,39 @@ def tune_fp32_layers(reference: nn.Module, work: nn.Module, tokenizer, texts, la
 
     started = time.perf_counter()
     report_progress = progress or (lambda fraction, message: None)
-    texts, labels = list(texts)[:TUNING_TEXTS], torch.as_tensor(list(labels)[:TUNING_TEXTS])
-    if not texts:
-        raise ValueError("int8_tolerance needs validation texts to measure the accuracy on; the validation split "
-                         "is empty")
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    full = _batches(tokenizer, [texts[i] for i in order], max_length)
-    labels = labels[order]
-    ranking_texts = texts[:RANKING_TEXTS]
-    few = _batches(tokenizer, sorted(ranking_texts, key=len), max_length)
+    full, labels, few, ranking_texts = _tuning_batches(tokenizer, texts, labels, max_length)
 
     reference = reference.eval()
     ref_full, ref_few = _logits(reference, full), _logits(reference, few)
-    fp32_accuracy = int((ref_full.argmax(-1) == labels).sum()) / len(texts)
+    fp32_accuracy = int((ref_full.argmax(-1) == labels).sum()) / len(labels)
     names = linear_names(work)
     fp32_modules = {name: work.get_submodule(name) for name in names}
     model = quantize_linears(work, activation_bits)  # a copy: work keeps its fp32 Linear modules
     int8_modules = {name: model.get_submodule(name) for name in names}
 
     def accuracy() -> float:
-        return int((_logits(model, full).argmax(-1) == labels).sum()) / len(texts)
+        return int((_logits(model, full).argmax(-1) == labels).sum()) / len(labels)
 
     int8_accuracy = accuracy()
-    report = {"tolerance": tolerance, "max_fp32_layers": max_fp32_layers, "validation_texts": len(texts),
+    report = {"tolerance": tolerance, "max_fp32_layers": max_fp32_layers, "validation_texts": len(labels),
               "ranking_texts": len(ranking_texts), "fp32_accuracy": fp32_accuracy, "int8_accuracy": int8_accuracy,
               "kl_int8": _kl(ref_few, _logits(model, few)), "ranking": [], "steps": []}
     kept: list[str] = []
     final = int8_accuracy
     if fp32_accuracy - int8_accuracy > tolerance and max_fp32_layers > 0:
-        gains = []
-        for i, name in enumerate(names):
-            report_progress(i / (len(names) + max_fp32_layers), f"int8 sensitivity of {name} ({i + 1}/{len(names)})")
-            _swap(model, name, fp32_modules[name])
-            gains.append((report["kl_int8"] - _kl(ref_few, _logits(model, few)), -i, name))
-            _swap(model, name, int8_modules[name])
-        ranked = [(gain, name) for gain, _, name in sorted(gains, reverse=True) if gain > 0]
+        total = len(names) + max_fp32_layers
+        ranked = _rank(model, names, (fp32_modules, int8_modules), (ref_few, few), report["kl_int8"],
+                       lambda i, m: report_progress(i / total, m))
         report["ranking"] = [{"layer": name, "kl_gain": gain} for gain, name in ranked[:10]]
         best = (int8_accuracy, 0)
         for step, (_, name) in enumerate(ranked[:max_fp32_layers], start=1):
-            report_progress((len(names) + step) / (len(names) + max_fp32_layers),
-                            f"int8 tuning: {name} back to fp32 ({step}/{max_fp32_layers})")
+            report_progress((len(names) + step) / total, f"int8 tuning: {name} back to fp32 ({step}/{max_fp32_layers})")
             _swap(model, name, fp32_modules[name])
             kept.append(name)
             acc = accuracy()
             report["steps"].append({"layer": name, "accuracy": acc})
-            if acc > best[0]:
-                best = (acc, step)
+            best = (acc, step) if acc > best[0] or fp32_accuracy - acc <= tolerance else best
             if fp32_accuracy - acc <= tolerance:
-                best = (acc, step)
                 break
         for name in kept[best[1]:]:  # restored layers past the best prefix did not pay for their fp32 speed
             _swap(model, name, int8_modules[name])

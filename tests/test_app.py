@@ -2,6 +2,7 @@
 builds itself in a child process, builds switched off for public deployments, rows streamed as variants answer."""
 
 import os
+import re
 import time
 
 import pytest
@@ -42,7 +43,8 @@ def test_playground_streams_rows_teacher_first_with_what_each_is(built):
     assert pages[0].index("teacher") < pages[0].index("answering")  # the teacher first
     final = pages[-1]
     assert "answering" not in final and "teacher-int8" in final and "int8 (torch dynamic) of teacher" in final
-    assert "x faster" in final and "x smaller" in final  # measured ratios against the teacher
+    # the run's measured ratios against the teacher (a tiny int8 model may well be slower: either is shown)
+    assert re.search(r"\d+\.\dx (faster|slower), \d+\.\dx (smaller|larger)", final), final
 
 
 def test_models_are_warmed_in_the_background(built):

@@ -132,6 +132,11 @@ def load() -> dict[str, Technique]:
                 except ImportError as err:
                     raise LabError(f"{PLUGINS_ENV} names {module!r}, which cannot be imported: {err}") from err
             _entry_points()
+            # Built-ins in BUILTIN order whatever imported them first (listings and advice read stable), then plugins.
+            position = {f"{__name__}.{m}": i for i, m in enumerate(BUILTIN)}
+            ordered = sorted(REGISTRY.items(), key=lambda item: position.get(item[1].module, len(position)))
+            REGISTRY.clear()
+            REGISTRY.update(ordered)
             _done.append(True)
     return REGISTRY
 

@@ -87,15 +87,18 @@ def memory_mb(folder: str | Path, texts: list[str], timeout: float = 600) -> tup
         return None, None
 
 
-def _length_stats(tokenizer, texts: list[str]) -> dict:
-    lengths = np.array([len(ids) for ids in tokenizer(texts, truncation=True, max_length=512)["input_ids"]])
+def _length_stats(tokenizer, texts: list) -> dict:
+    from .texts import encode
+
+    lengths = np.array([len(ids) for ids in encode(tokenizer, texts, truncation=True, max_length=512)["input_ids"]])
     return {"mean": round(float(lengths.mean()), 1), "p50": int(np.percentile(lengths, 50)),
             "p95": int(np.percentile(lengths, 95)), "max": int(lengths.max()), "tokenizer_of": "the first bundle"}
 
 
 def benchmark(folders: list[str | Path], texts: list[str], cfg: BenchConfig | None = None,
               progress: Progress | None = None, split: str = "test") -> dict:
-    """Measure every bundle in ``folders`` on ``texts`` (real sentences, unpadded at batch 1), interleaved.
+    """Measure every bundle in ``folders`` on ``texts`` (real sentences or pairs, unpadded at batch 1,
+    tokenization included), interleaved.
 
     Returns ``{"results": [...], "provenance": {...}}``; ``results[i]`` holds the figures of ``folders[i]`` and
     its ratios against ``folders[0]``.
@@ -251,6 +254,7 @@ def _provenance(cfg: BenchConfig, threads: int, split: str, texts: list[str], sa
         "throughput_batches": cfg.throughput_batches, "sequence_length": _length_stats(tokenizer, sample),
         "padding": "none at batch 1; to the longest text in each throughput batch",
         "latency_includes": "tokenization + forward pass, one text at a time",
+        "inputs": "text pairs" if sample and isinstance(sample[0], tuple) else "single texts",
         "interleaved": True, "other_processes_cpu_share": timings.other_share,
         "hypervisor_steal_share": timings.steal_share, "wall_seconds": round(timings.wall, 1),
         "memory": "growth of peak RSS (VmHWM, includes loading) and of resident RSS after one batch, in a child "

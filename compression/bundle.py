@@ -46,6 +46,17 @@ PROBE_TEXTS = (
     "not bad at all",
     "Le film est magnifique. 素晴らしい映画でした。 🎬",
 )
+# Pair tasks (paraphrase, entailment) probe with pairs: the reload check then covers segment ids and separators.
+PROBE_PAIRS = (
+    ("The company said its profits rose 5 percent.", "Profits at the company increased by five percent, it said."),
+    ("A man is playing a guitar on stage.", "Nobody is playing any music."),
+    ("How do I learn Python quickly?", "What is the fastest way to learn Python?"),
+    ("The cat sat on the mat.", "A dog slept in the yard all afternoon."),
+    ("He was arrested on Tuesday in Paris.", "Police detained him in Paris on Tuesday."),
+    ("Stocks fell sharply after the report.", "The report lifted shares to a record high."),
+    ("It rained all day.", "The weather was dry and sunny from morning to night."),
+    ("Le film est magnifique.", "素晴らしい映画でした。 🎬"),
+)
 FP32_ATOL = 1e-4  # logits of a reloaded fp32 model: only kernel summation order differs
 WEIGHTS_FILE = "weights.safetensors"  # the lab's encoded weights (int8, sparse, structurally pruned)
 
@@ -139,6 +150,8 @@ class Bundle:
 
         self.folder, self.meta, self.tokenizer, self.model = folder, meta, tokenizer, model
         self.labels: list[str] = list(meta["labels"])
+        # A pair task's two input names (e.g. sentence1, sentence2); None for single-text classifiers.
+        self.pair: tuple[str, str] | None = tuple(meta["pair"]) if meta.get("pair") else None
         self.max_length: int = int(meta["max_length"])
         self.onnx = meta.get("weights", {}).get("format") == "onnx"
         self.runtime: str | None = "onnxruntime" if self.onnx else None  # torch: decided on the first prediction
@@ -160,22 +173,39 @@ class Bundle:
             if self.runtime is None:
                 from .runtime import trace
 
-                self._run, self.runtime = trace(self.model, self.tokenizer, self.max_length)
+                self._run, self.runtime = trace(self.model, self.tokenizer, self.max_length, pair=bool(self.pair))
         return self._run
 
     @property
     def name(self) -> str:
         return self.meta["name"]
 
-    def logits(self, texts: list[str] | tuple[str, ...], batch_size: int = 32):
-        """``(len(texts), num_labels)`` float32 numpy logits. Texts are padded per batch, truncated to max_length."""
+    def check_texts(self, texts) -> list:
+        """``texts`` as this variant reads them (pairs for a pair task), or a clear error for the wrong kind."""
+        from .texts import as_texts, is_pairs
+
+        try:
+            texts = as_texts(texts)
+        except ValueError as err:
+            raise LabError(str(err)) from None
+        if texts and is_pairs(texts) != bool(self.pair):
+            raise LabError(f"{self.name} classifies pairs of texts ({' + '.join(self.pair)}): give two texts each"
+                           if self.pair else f"{self.name} classifies single texts, not pairs")
+        return texts
+
+    def logits(self, texts, batch_size: int = 32):
+        """``(len(texts), num_labels)`` float32 numpy logits. Texts (pairs for a pair task) are padded per batch
+        and truncated to max_length (a pair shares it, longest text first)."""
         import numpy as np
         import torch
 
+        from .texts import char_length, encode
+
         if len(texts) == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
+        texts = self.check_texts(texts)
         # Batch texts of similar length together: far less padding, same logits.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        order = sorted(range(len(texts)), key=lambda i: char_length(texts[i]))
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         onnx = self.onnx
         run = None if onnx else self._torch_runner()
@@ -183,27 +213,33 @@ class Bundle:
             for start in range(0, len(texts), batch_size):
                 index = order[start:start + batch_size]
                 with self._tokenizer_lock:
-                    enc = self.tokenizer([texts[i] for i in index], padding=True, truncation=True,
-                                         max_length=self.max_length, return_tensors="np" if onnx else "pt")
+                    enc = encode(self.tokenizer, [texts[i] for i in index], padding=True, truncation=True,
+                                 max_length=self.max_length, return_tensors="np" if onnx else "pt")
                 if onnx:
                     out[index] = self.model(enc)
                 else:
                     out[index] = (run(enc) if run is not None else self.model(**enc).logits).float().numpy()
         return out
 
-    def token_counts(self, texts: list[str]) -> list[int]:
-        """Tokens per text before truncation (what a user needs to know whether the model saw all of it)."""
+    def token_counts(self, texts) -> list[int]:
+        """Tokens per text (a pair's both texts and separators) before truncation: did the model see all of it?"""
+        from .texts import encode
+
         with self._tokenizer_lock:
-            encoded = self.tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]
+            encoded = encode(self.tokenizer, self.check_texts(texts), truncation=False, verbose=False)["input_ids"]
         return [len(ids) for ids in encoded]
 
-    def predict(self, texts: list[str], batch_size: int = 32) -> list[Prediction]:
-        """Label, confidence and probabilities per text. Empty texts are refused; NUL bytes are dropped; texts
-        longer than ``max_length`` tokens are truncated, and each prediction says so."""
+    def predict(self, texts, batch_size: int = 32) -> list[Prediction]:
+        """Label, confidence and probabilities per text (or pair). Empty texts are refused; NUL bytes are dropped;
+        texts longer than ``max_length`` tokens are truncated, and each prediction says so."""
         import numpy as np
 
-        texts = [str(t).replace("\x00", "") for t in texts]
-        empty = [i + 1 for i, t in enumerate(texts) if not t.strip()]
+        def clean(t):
+            return str(t).replace("\x00", "")
+
+        texts = [tuple(map(clean, t)) if isinstance(t, (tuple, list)) else clean(t) for t in texts]
+        empty = [i + 1 for i, t in enumerate(texts)
+                 if not all(part.strip() for part in (t if isinstance(t, tuple) else (t,)))]
         if empty:
             raise LabError(f"text {', '.join(map(str, empty[:5]))}{' …' if len(empty) > 5 else ''} is empty: give "
                            f"each text some words")
@@ -226,14 +262,15 @@ def save_bundle(model, tokenizer, folder: str | Path, *, name: str, kind: str, l
                 parent: str | None = None, step: dict | None = None, metrics: dict | None = None,
                 extra: dict | None = None, int8_embeddings: bool = False, onnx_file: str | Path | None = None,
                 warnings: list[str] | None = None, technique: str | None = None,
-                weights_meta: dict | None = None) -> Path:
+                weights_meta: dict | None = None, pair: tuple[str, str] | None = None) -> Path:
     """Write a variant as a bundle at ``folder`` (replacing an older one) and return its path.
 
     The weights format follows the model: plain Hugging Face safetensors when ``from_pretrained`` can read it back
     (fp32, bf16, fp16); the lab's encoded ``weights.safetensors`` for int8, sparse or structurally pruned models;
     ``model.onnx`` when ``onnx_file`` is given (``model`` then only lends its config). ``technique`` names the
     registered method whose ``restore`` rebuilds the model at load time (see compression/techniques), and
-    ``weights_meta`` what that restore needs besides (e.g. int8 activation bits, layers kept fp32).
+    ``weights_meta`` what that restore needs besides (e.g. int8 activation bits, layers kept fp32). ``pair`` names
+    a pair task's two inputs (e.g. ``("sentence1", "sentence2")``): the bundle then reads and is probed with pairs.
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -257,9 +294,13 @@ def save_bundle(model, tokenizer, folder: str | Path, *, name: str, kind: str, l
                     labels=list(labels), max_length=int(max_length), metrics=metrics or {}, weights=weights,
                     warnings=list(warnings or []), created=time.time(),
                     versions=package_versions("torch", "transformers", "safetensors"), **(extra or {}))
+        if pair:
+            meta["pair"] = list(pair)
         runner = _load_runner(tmp, meta) if onnx_file is not None else model
-        probe = Bundle(tmp, meta, tokenizer, runner).logits(PROBE_TEXTS)
-        meta["probe"] = {"texts": list(PROBE_TEXTS), "logits": probe.tolist(), "atol": _tolerance(weights)}
+        texts = PROBE_PAIRS if pair else PROBE_TEXTS
+        probe = Bundle(tmp, meta, tokenizer, runner).logits(texts)
+        meta["probe"] = {"texts": [list(t) if pair else t for t in texts], "logits": probe.tolist(),
+                         "atol": _tolerance(weights)}
         meta["files"] = file_hashes(tmp)
         _write_json_atomic(tmp / META_FILE, meta)
         failpoint("bundle.before-rename")

@@ -36,6 +36,9 @@ class DataConfig:
         "help": "embedded:rotten-tomatoes, a CSV/TSV/JSONL/Parquet file, a folder of train/validation/test "
                 "files, or a Hub data set id (glue/sst2, user/name:config)"})
     text_column: str | None = field(default=None, metadata={"help": "text column; detected when omitted"})
+    text_pair_column: str | None = field(default=None, metadata={
+        "help": "second text column of a pair task (paraphrase, entailment); detected when omitted from "
+                "sentence1/sentence2, premise/hypothesis, question1/question2, question/sentence"})
     label_column: str | None = field(default=None, metadata={"help": "label column; detected when omitted"})
     label_names: list[str] | None = field(default=None, metadata={"help": "names for int labels 0..K-1"})
     max_train_samples: int | None = field(default=None, metadata={"help": "seeded subset of train"})

@@ -1,7 +1,8 @@
 """Load text-classification data from any data reference into train/validation/test splits with int labels.
 
-Every split ends up with two columns, ``text`` (str) and ``label`` (int in ``0..K-1``); ``labels`` names them.
-Loading goes through the ``datasets`` library. Heavy imports happen inside the functions.
+Every split ends up with the columns ``text`` (str) and ``label`` (int in ``0..K-1``; ``labels`` names them), and
+for a pair task ``text_pair`` (the second text). Loading goes through the ``datasets`` library. Heavy imports happen
+inside the functions.
 """
 
 from __future__ import annotations
@@ -24,24 +25,32 @@ SPLITS = ("train", "validation", "test")
 SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "valid", "val", "dev"), "test": ("test",)}
 FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "comment", "body", "utterance", "question")
+# A pair task only when both columns of one of these are present (each name alone may be a single text column).
+PAIR_COLUMNS = (("sentence1", "sentence2"), ("premise", "hypothesis"), ("question1", "question2"),
+                ("question", "sentence"))
 LABEL_COLUMNS = ("label", "labels", "category", "class", "target", "sentiment", "y")
 # Hub ids whose canonical home moved or that need a config name.
 HUB_ALIASES = {"glue/sst2": ("nyu-mll/glue", "sst2"), "sst2": ("stanfordnlp/sst2", None),
                "ag_news": ("fancyzhx/ag_news", None), "imdb": ("stanfordnlp/imdb", None),
-               "rotten_tomatoes": ("cornell-movie-review-data/rotten_tomatoes", None)}
+               "rotten_tomatoes": ("cornell-movie-review-data/rotten_tomatoes", None),
+               **{f"glue/{task}": ("nyu-mll/glue", task) for task in ("mrpc", "rte", "qnli", "qqp", "mnli", "cola")}}
+# Hub splits under other names: MNLI's matched validation is its test here (GLUE hides the test labels).
+HUB_SPLITS = {"glue/mnli": {"validation_matched": "test"}}
 
 
 @dataclass(frozen=True)
 class LabeledData:
-    splits: "DatasetDict"  # train / validation / test, columns text + label
+    splits: "DatasetDict"  # train / validation / test, columns text + label (+ text_pair for a pair task)
     labels: list[str]      # label id -> name
     source: str
     fingerprint: str       # changes whenever any text, label or label name changes
     carved: tuple[str, ...] = ()  # splits the source lacked (or hid the labels of), cut out of its train rows
+    pair: tuple[str, str] | None = None  # a pair task's two column names in the source (labels for people)
 
     def summary(self) -> str:
         sizes = ", ".join(f"{s} {len(self.splits[s]):,}" for s in SPLITS)
-        return f"{self.source}: {len(self.labels)} classes ({', '.join(self.labels)}); {sizes}"
+        kind = f"pairs of {self.pair[0]} + {self.pair[1]}, " if self.pair else ""
+        return f"{self.source}: {kind}{len(self.labels)} classes ({', '.join(self.labels)}); {sizes}"
 
 
 def _data_file_kwargs(path: Path) -> tuple[str, dict]:
@@ -127,9 +136,15 @@ def _load_hub(ref: str):
         name, _, config = ref.partition(":")
         config = config or None
     try:
-        return load_dataset(name, config)
+        raw = load_dataset(name, config)
     except Exception as err:  # network, missing repo, missing config: all one line for the user
         raise hub_error(ref, err, what="data set") from err
+    renames = {old: new for old, new in HUB_SPLITS.get(ref, {}).items() if old in raw}
+    if renames:
+        from datasets import DatasetDict
+
+        raw = DatasetDict({renames.get(s, s): ds for s, ds in raw.items() if s not in renames.values()})
+    return raw
 
 
 def _raw(ref: str, base: Path | None):
@@ -177,35 +192,70 @@ def load_data(cfg: "DataConfig", base_dir: str | Path | None = None) -> LabeledD
     raw, default_names = _raw(cfg.source, Path(base_dir) if base_dir else None)
     any_split = next(iter(raw.values()))
     columns = list(any_split.column_names)
-    text_col = _pick(columns, cfg.text_column, TEXT_COLUMNS, "text", cfg.source)
+    text_col, pair_col = _text_columns(columns, cfg)
     label_col = _pick(columns, cfg.label_column, LABEL_COLUMNS, "label", cfg.source, taken=text_col)
+    if label_col == pair_col:
+        raise LabError(f"{cfg.source}: the label column cannot be the second text column '{pair_col}'")
     feature = any_split.features[label_col]
     class_names = list(feature.names) if isinstance(feature, ClassLabel) else None
 
-    splits = _labelled_splits(raw, text_col, label_col, cfg.source)
+    splits = _labelled_splits(raw, (text_col, pair_col), label_col, cfg.source)
     names, mapping = _vocabulary(splits, cfg, class_names, default_names)
 
     def encode(batch):
-        return {"label": [mapping[v if isinstance(v, int) else str(v).strip()] for v in batch["label"]],
-                "text": [t.strip() for t in batch["text"]]}
+        out = {"label": [mapping[v if isinstance(v, int) else str(v).strip()] for v in batch["label"]],
+               "text": [t.strip() for t in batch["text"]]}
+        if pair_col is not None:
+            out["text_pair"] = [t.strip() for t in batch["text_pair"]]
+        return out
 
     splits = {s: ds.map(encode, batched=True) for s, ds in splits.items()}
     splits = {s: ds.cast_column("label", ClassLabel(names=names)) for s, ds in splits.items()}
     carved = _complete_splits(splits, cfg)
     _apply_limits(splits, cfg)
     splits = DatasetDict({s: splits[s] for s in SPLITS})
-    return LabeledData(splits, names, cfg.source, _fingerprint(splits, names), carved)
+    pair = (text_col, pair_col) if pair_col is not None else None
+    return LabeledData(splits, names, cfg.source, _fingerprint(splits, names), carved, pair)
 
 
-def _labelled_splits(raw, text_col: str, label_col: str, source: str) -> dict:
-    """The known splits, as ``text`` + ``label`` columns, without rows that lack either (or hide the label as -1)."""
+def _text_columns(columns: list[str], cfg: "DataConfig") -> tuple[str, str | None]:
+    """(text column, second text column or None): named in the recipe, else a known pair when both of its columns
+    are present, else one text column."""
+    lower = {c.lower(): c for c in columns}
+    if cfg.text_pair_column is not None:
+        second = _pick(columns, cfg.text_pair_column, (), "text_pair", cfg.source)
+        partner = next((a for a, b in PAIR_COLUMNS if lower.get(b) == second and a in lower), None)
+        first = _pick(columns, cfg.text_column, (partner,) if partner else TEXT_COLUMNS, "text", cfg.source,
+                      taken=second)
+        return first, second
+    if cfg.text_column is None:
+        for a, b in PAIR_COLUMNS:
+            if a in lower and b in lower:
+                return lower[a], lower[b]
+    return _pick(columns, cfg.text_column, TEXT_COLUMNS, "text", cfg.source), None
+
+
+def _labelled_splits(raw, text_cols: tuple[str, str | None], label_col: str, source: str) -> dict:
+    """The known splits, as ``text`` (+ ``text_pair``) + ``label`` columns, without rows that lack a text or the
+    label (or hide the label as -1)."""
+    first, second = text_cols
+    wanted = {first: "text", **({second: "text_pair"} if second else {}), label_col: "label"}
     splits = {}
     for split, ds in raw.items():
         name = next((s for s, aliases in SPLIT_ALIASES.items() if split in aliases), None)
         if name is None:
             continue
-        ds = ds.select_columns([text_col, label_col]).rename_columns({text_col: "text", label_col: "label"})
-        ds = ds.filter(lambda r: isinstance(r["text"], str) and r["text"].strip() != ""
+        missing = [c for c in wanted if c not in ds.column_names]
+        if missing:
+            raise LabError(f"{source}: the {split} split has no column {', '.join(missing)} "
+                           f"(columns: {', '.join(ds.column_names)}); every split needs the same columns")
+        ds = ds.select_columns(list(wanted)).rename_columns(wanted)
+        for column in wanted.values():
+            if column != "label" and len(ds) and not any(isinstance(t, str) and t.strip() for t in ds[column]):
+                raise LabError(f"{source}: column '{[c for c, v in wanted.items() if v == column][0]}' is empty in "
+                               f"the {split} split")
+        ds = ds.filter(lambda r: all(isinstance(r[c], str) and r[c].strip() != "" for c in ("text", "text_pair")
+                                     if c in r)
                        and r["label"] is not None and r["label"] != -1 and str(r["label"]).strip() != "")
         if len(ds):
             splits[name] = ds
@@ -302,6 +352,8 @@ def _fingerprint(splits, names: list[str]) -> str:
     for split in SPLITS:
         digest.update(split.encode())
         for batch in splits[split].iter(batch_size=4096):
-            for text, label in zip(batch["text"], batch["label"]):
+            seconds = batch.get("text_pair")  # single-text data hash as they always did
+            for i, (text, label) in enumerate(zip(batch["text"], batch["label"])):
+                text = text if seconds is None else f"{text}\x1f{seconds[i]}"
                 digest.update(f"{label}\x1e{text}\x1d".encode())
     return digest.hexdigest()[:16]

@@ -26,6 +26,7 @@ from .config import DistillConfig, StudentConfig, TrainConfig
 from .data import SPLITS, LabeledData
 from .errors import LabError, failpoint
 from .hardware import bf16_enabled
+from .texts import texts_of
 from .losses import attention_kl, hidden_mse, kd_loss, uniform_layer_map
 
 Progress = Callable[[float, str], None]
@@ -95,7 +96,7 @@ def teacher_logits(teacher_folder: str | Path, data: LabeledData, cache_dir: str
     for i, split in enumerate(SPLITS):
         if progress:
             progress(i / len(SPLITS), f"teacher logits on {split} ({len(data.splits[split]):,} texts)")
-        out[split] = teacher.logits(list(data.splits[split]["text"]), batch_size=64)
+        out[split] = teacher.logits(texts_of(data.splits[split]), batch_size=64)
     save_cache(path, "logits.before-cache", **out)
     return out
 
@@ -117,13 +118,16 @@ def tokenize(data: LabeledData, tokenizer, max_length: int, logits: dict[str, np
     """Splits tokenized for training: input ids, attention mask, labels and (for students) ``teacher_logits``."""
     from datasets import DatasetDict
 
-    def encode(batch):
+    def encode(batch):  # a pair keeps its structure: segment ids, and truncation shares the budget
+        if "text_pair" in batch:
+            return tokenizer(batch["text"], batch["text_pair"], truncation=True, max_length=max_length)
         return tokenizer(batch["text"], truncation=True, max_length=max_length)
 
     out = {}
     for split in SPLITS:
         ds = data.splits[split].map(encode, batched=True, desc=f"tokenizing {split}")
-        ds = ds.rename_column("label", "labels").remove_columns(["text"])
+        ds = ds.rename_column("label", "labels").remove_columns(
+            [c for c in ("text", "text_pair") if c in data.splits[split].column_names])
         if logits is not None:
             ds = ds.add_column("teacher_logits", logits[split].tolist())
         out[split] = ds

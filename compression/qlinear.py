@@ -115,10 +115,12 @@ RANKING_TEXTS = 512  # of those, the texts each layer's sensitivity is measured 
 BATCH = 32
 
 
-def _batches(tokenizer, texts: list[str], max_length: int) -> list[dict]:
-    """Padded batches of ``texts`` in their order (callers pass texts sorted by length: less padding)."""
-    return [dict(tokenizer(texts[i:i + BATCH], padding=True, truncation=True, max_length=max_length,
-                           return_tensors="pt")) for i in range(0, len(texts), BATCH)]
+def _batches(tokenizer, texts: list, max_length: int) -> list[dict]:
+    """Padded batches of ``texts`` (or pairs) in their order (callers sort them by length: less padding)."""
+    from .texts import encode
+
+    return [dict(encode(tokenizer, texts[i:i + BATCH], padding=True, truncation=True, max_length=max_length,
+                        return_tensors="pt")) for i in range(0, len(texts), BATCH)]
 
 
 def _logits(model: nn.Module, batches: list[dict]) -> torch.Tensor:
@@ -144,10 +146,12 @@ def _tuning_batches(tokenizer, texts, labels, max_length: int):
     if not texts:
         raise ValueError("int8_tolerance needs validation texts to measure the accuracy on; the validation split "
                          "is empty")
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    from .texts import char_length
+
+    order = sorted(range(len(texts)), key=lambda i: char_length(texts[i]))
     ranking_texts = texts[:RANKING_TEXTS]
     return (_batches(tokenizer, [texts[i] for i in order], max_length), labels[order],
-            _batches(tokenizer, sorted(ranking_texts, key=len), max_length), ranking_texts)
+            _batches(tokenizer, sorted(ranking_texts, key=char_length), max_length), ranking_texts)
 
 
 def _rank(model, names, modules, reference, kl_int8: float, progress) -> list[tuple[float, str]]:

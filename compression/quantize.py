@@ -41,8 +41,9 @@ def export_onnx(model, tokenizer, path: str | Path) -> Path:
     if quantized_linears(model):
         raise LabError("export the fp32 model to ONNX, not a torch int8 one; use method onnx-int8 for ONNX int8")
     path = Path(path)
-    sample = tokenizer(["a short probe text", "and another, a little longer than the first"], padding=True,
-                       return_tensors="pt")
+    # A pair sample: segment ids of a second text are in the graph for pair tasks (and harmless for single texts).
+    sample = tokenizer(["a short probe text", "and another, a little longer than the first"],
+                       ["with a second text", "as pair tasks have"], padding=True, return_tensors="pt")
     names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
     model = model.float().eval()
 

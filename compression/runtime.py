@@ -23,6 +23,13 @@ TRACE_TEXTS = ("a short one", "and a rather longer example, so that the first te
 CHECK_TEXTS = ("another check", "of a different batch size and length", "with more words in it than the others, "
                "and punctuation too!")
 LONG_TEXT = "a long text that runs past the model's maximum length, " * 200
+# Pair models are traced and checked on pairs: the segment ids and separators of a second text are in the graph.
+TRACE_PAIRS = (("a short one", "and its partner"), ("a longer first text of the pair", "so that the other pair in "
+                                                   "the batch gets padded at its end"))
+CHECK_PAIRS = (("another check", "of a different batch size"), ("and lengths", "with more words in it than the "
+                                                                "others, and punctuation too!"),
+               ("short", "pair"))
+LONG_PAIR = ("a short first text", LONG_TEXT)
 
 
 class _Logits(torch.nn.Module):
@@ -38,12 +45,16 @@ def wanted() -> bool:
     return os.environ.get("COMPRESSION_LAB_RUNTIME", "torchscript").lower() != "eager"
 
 
-def trace(model, tokenizer, max_length: int) -> tuple[object | None, str]:
-    """``(runner, description)``: ``runner(encoding) -> logits`` from a frozen trace, or ``None`` to run eagerly."""
+def trace(model, tokenizer, max_length: int, pair: bool = False) -> tuple[object | None, str]:
+    """``(runner, description)``: ``runner(encoding) -> logits`` from a frozen trace, or ``None`` to run eagerly.
+    ``pair``: the model classifies pairs of texts, so it is traced and checked on pairs."""
+    from .texts import encode
+
     if not wanted():
         return None, "eager (COMPRESSION_LAB_RUNTIME=eager)"
-    example = tokenizer(list(TRACE_TEXTS), padding=True, truncation=True, max_length=max_length,
-                        return_tensors="pt")
+    texts, checks, long = (TRACE_PAIRS, CHECK_PAIRS, LONG_PAIR) if pair else (TRACE_TEXTS, CHECK_TEXTS, LONG_TEXT)
+    example = encode(tokenizer, list(texts), padding=True, truncation=True, max_length=max_length,
+                     return_tensors="pt")
     names = [n for n in INPUTS if n in example]
     try:
         with torch.no_grad(), warnings.catch_warnings():
@@ -51,8 +62,9 @@ def trace(model, tokenizer, max_length: int) -> tuple[object | None, str]:
             traced = torch.jit.freeze(torch.jit.trace(_Logits(model.eval(), names).eval(),
                                                       tuple(example[n] for n in names), check_trace=False))
             checks = [  # another batch size with other lengths and padding; batch 1 at full length
-                tokenizer(list(CHECK_TEXTS), padding=True, truncation=True, max_length=max_length, return_tensors="pt"),
-                tokenizer([LONG_TEXT], truncation=True, max_length=max_length, return_tensors="pt")]
+                encode(tokenizer, list(checks), padding=True, truncation=True, max_length=max_length,
+                       return_tensors="pt"),
+                encode(tokenizer, [long], truncation=True, max_length=max_length, return_tensors="pt")]
             pairs = [(model(**{n: c[n] for n in names}).logits.float(), traced(*(c[n] for n in names)).float())
                      for c in checks]
     except Exception as err:  # any model the tracer cannot follow still runs, just eagerly

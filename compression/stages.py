@@ -15,6 +15,7 @@ from pathlib import Path
 from . import techniques
 from .codehash import code_digest
 from .errors import failpoint
+from .texts import texts_of
 
 
 def teacher(b) -> None:
@@ -35,14 +36,14 @@ def teacher(b) -> None:
     if not b.procs.main:
         return
     save_bundle(model, tokenizer, b.folders[cfg.name], name=cfg.name, kind="teacher", labels=data.labels,
-                max_length=cfg.max_length, step={"stage": "teacher", **dataclasses.asdict(cfg)},
+                max_length=cfg.max_length, step={"stage": "teacher", **dataclasses.asdict(cfg)}, pair=data.pair,
                 extra={"source": cfg.model, "data": {"source": data.source, "fingerprint": data.fingerprint}})
     check = b.verify(cfg.name, timings)
     t = time.perf_counter()
     from .metrics import score_logits
 
     test = data.splits["test"]
-    metrics = score_logits(load_bundle(b.folders[cfg.name]).logits(list(test["text"])), test["label"])
+    metrics = score_logits(load_bundle(b.folders[cfg.name]).logits(texts_of(test)), test["label"])
     timings["evaluate_seconds"] = round(time.perf_counter() - t, 2)
     b.finish(cfg.name, metrics, timings, check)
 
@@ -133,7 +134,7 @@ def student(b, cfg) -> None:
     if not b.procs.main:
         return
     save_bundle(model, tokenizer, b.folders[cfg.name], name=cfg.name, kind="student", labels=b.data.labels,
-                max_length=cfg.max_length, parent=b.recipe.teacher.name, technique=cfg.init,
+                max_length=cfg.max_length, parent=b.recipe.teacher.name, technique=cfg.init, pair=b.data.pair,
                 step={"stage": "student", **dataclasses.asdict(cfg)},
                 extra={"data": {"source": b.data.source, "fingerprint": b.data.fingerprint}})
     b.evaluate_and_finish(cfg.name, timings, b.verify(cfg.name, timings))
@@ -181,7 +182,7 @@ def prune(b, cfg) -> None:
                              f"{sparsity['nonzero_params']:,} of {sparsity['params']:,} parameters non-zero")
     save_bundle(model, tokenizer, b.folders[cfg.name], name=cfg.name, kind="pruned", labels=b.data.labels,
                 max_length=source.max_length, parent=cfg.source, step={"stage": "prune", **dataclasses.asdict(cfg)},
-                technique=cfg.method, extra={"pruning": {**details, "sparsity": sparsity},
+                technique=cfg.method, pair=b.data.pair, extra={"pruning": {**details, "sparsity": sparsity},
                                              "data": {"source": b.data.source, "fingerprint": b.data.fingerprint}})
     b.evaluate_and_finish(cfg.name, timings, b.verify(cfg.name, timings))
 
@@ -207,7 +208,7 @@ def quantize(b, cfg) -> None:
     if technique.needs_validation:  # only methods that declare it get the keyword: the 4-argument form stays
         validation = b.data.splits["validation"]
         extras["validation"] = techniques.Validation(
-            tuple(validation["text"]), tuple(validation["label"]), source.max_length,
+            tuple(texts_of(validation)), tuple(validation["label"]), source.max_length,
             lambda f, m: b.report(cfg.name, 0.8 * f, f"{cfg.name}: {m}", log=f >= 1))
     built = technique.apply(source.model, source.tokenizer, cfg, b.stage_dirs[cfg.name], **extras)
     timings = {"quantize_seconds": round(time.perf_counter() - t, 2)}
@@ -215,6 +216,7 @@ def quantize(b, cfg) -> None:
                 labels=b.data.labels, max_length=source.max_length, parent=cfg.source, technique=cfg.method,
                 step={"stage": "quantize", **dataclasses.asdict(cfg)}, onnx_file=built.onnx_file,
                 int8_embeddings=built.int8_embeddings, warnings=list(built.warnings), weights_meta=built.weights_meta,
+                pair=b.data.pair,
                 extra={"data": {"source": b.data.source, "fingerprint": b.data.fingerprint}})
     b.evaluate_and_finish(cfg.name, timings, b.verify(cfg.name, timings))
 
@@ -236,7 +238,7 @@ def bench(b) -> None:
     if all(d == bench_fp for d in done):
         b.report("bench", 1, "bench: nothing changed since the last measurement; keeping it")
         return
-    texts = list(b.data.splits["test"]["text"])
+    texts = texts_of(b.data.splits["test"])
     result = benchmark([b.folders[n] for n in names], texts, b.recipe.bench,
                        progress=lambda f, m: b.report("bench", f, m, log=False))
     record(b.store, [b.variant_ids[n] for n in names], result, {"bench_fingerprint": bench_fp})

@@ -34,6 +34,24 @@ def synthetic_rows(n: int, seed: int = 0) -> list[tuple[str, int]]:
     return rows
 
 
+def synthetic_pairs(n: int, seed: int = 0) -> list[tuple[str, str, int]]:
+    """A pair task that needs both texts: each holds 1 or 2 sentiment words of one polarity, and the pair is
+    positive (1) iff the positive words of both together outnumber the negative ones (ties are not drawn)."""
+    rng = random.Random(seed)
+    rows = []
+    while len(rows) < n:
+        counts = [rng.choice((1, 2)) * rng.choice((1, -1)) for _ in range(2)]
+        if sum(counts) == 0:
+            continue
+        texts = []
+        for count in counts:
+            words = rng.sample(FILLER, 3) + rng.sample(POSITIVE if count > 0 else NEGATIVE, abs(count))
+            rng.shuffle(words)
+            texts.append(" ".join(words))
+        rows.append((texts[0], texts[1], int(sum(counts) > 0)))
+    return rows
+
+
 def write_vocab(folder: Path, extra: list[str] = ()) -> Path:
     words = sorted(set(POSITIVE + NEGATIVE + FILLER + list(extra)))
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words
@@ -74,6 +92,34 @@ def tiny_data(tmp_path_factory) -> Path:
         lines = ["sentence\tlabel"] + [f"{t}\t{y}" for t, y in synthetic_rows(n, seed)]
         (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n")
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_pair_data(tmp_path_factory) -> Path:
+    """A folder with train/validation/test TSV files of the synthetic pair task (columns sentence1, sentence2)."""
+    folder = tmp_path_factory.mktemp("data") / "pairs"
+    folder.mkdir()
+    for split, n, seed in (("train", 240, 11), ("validation", 60, 12), ("test", 80, 13)):
+        lines = ["sentence1\tsentence2\tlabel"] + [f"{a}\t{b}\t{y}" for a, b, y in synthetic_pairs(n, seed)]
+        (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def pair_store(tiny_model, tiny_pair_data, tmp_path_factory) -> Path:
+    """A store built from a pair-task recipe on a tiny model: teacher, a distilled student and an int8 variant."""
+    folder = tmp_path_factory.mktemp("pair-store")
+    recipe = folder / "pairs.yaml"
+    recipe.write_text(f"name: pairs\ndata: {{source: {tiny_pair_data}}}\n"
+                      f"teacher: {{model: {tiny_model}, max_length: 32, train: {{epochs: 8, batch_size: 16, "
+                      f"learning_rate: 3.0e-3, warmup_ratio: 0.0}}}}\n"
+                      f"students:\n  - {{name: student, init: teacher-layers, layers: [0], max_length: 32, "
+                      f"train: {{epochs: 1, batch_size: 16}}}}\n"
+                      "quantize:\n  - {name: teacher-int8, source: teacher, method: dynamic-int8}\n"
+                      "bench: {samples: 4, repeats: 1, warmup: 1, throughput_batches: 1, memory: false}\n")
+    result = run_cli("build", str(recipe), "--store", str(folder / "store"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    return folder / "store"
 
 
 @pytest.fixture(scope="session")

@@ -44,7 +44,7 @@ def paired_test(correct_a, correct_b) -> dict:
 def score_logits(logits, labels, reference_logits=None) -> dict[str, float]:
     """Metrics from logits already computed on a labelled split (always the test split in the lab).
 
-    accuracy with a bootstrap 95 % CI, macro-F1, expected calibration error, agreement with the teacher and
+    accuracy with a bootstrap 95 % CI, macro-F1 (binary tasks: also the F1 of class 1 with its CI), expected calibration error, agreement with the teacher and
     McNemar's exact test against it on the same items (``mcnemar_p_vs_teacher``: how likely an accuracy
     difference at least this large is by chance; ``only_teacher_correct`` / ``only_variant_correct``: the
     discordant items it rests on): ``reference_logits`` are the teacher's logits on the same rows; without them the
@@ -57,7 +57,10 @@ def score_logits(logits, labels, reference_logits=None) -> dict[str, float]:
     probs = np.exp(logits - logits.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)
     result = load_metric("accuracy").compute(predictions=preds, references=labels)
-    result.update(load_metric("f1").compute(predictions=preds, references=labels, num_classes=logits.shape[1]))
+    # Binary tasks also report the F1 of class 1 (MRPC's "equivalent": what GLUE reports), with its CI.
+    positive = 1 if logits.shape[1] == 2 else None
+    result.update(load_metric("f1").compute(predictions=preds, references=labels, num_classes=logits.shape[1],
+                                            positive=positive))
     result.update(load_metric("ece").compute(predictions=probs.tolist(), references=labels))
     teacher = preds if reference_logits is None else reference_logits.argmax(1).tolist()
     result.update(load_metric("agreement").compute(predictions=preds, references=teacher))
@@ -70,4 +73,6 @@ def score_logits(logits, labels, reference_logits=None) -> dict[str, float]:
 
 def score(bundle, dataset, reference_logits=None, batch_size: int = 64) -> dict[str, float]:
     """Run a loaded bundle over a labelled split and score it (see :func:`score_logits`)."""
-    return score_logits(bundle.logits(list(dataset["text"]), batch_size), dataset["label"], reference_logits)
+    from ..texts import texts_of
+
+    return score_logits(bundle.logits(texts_of(dataset), batch_size), dataset["label"], reference_logits)

@@ -48,7 +48,7 @@ class Validation:
     """The labelled validation split a quantize technique with ``needs_validation`` receives (keyword
     ``validation=``) to tune itself on: never the test split, which only scores the result."""
 
-    texts: tuple[str, ...]
+    texts: tuple  # str, or (first, second) pairs for a pair task
     labels: tuple[int, ...]
     max_length: int
     progress: Callable[[float, str], None] | None = None  # (fraction done, message)

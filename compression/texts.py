@@ -1,0 +1,66 @@
+"""What a classifier reads: a text, or a pair of texts for pair tasks (paraphrase, entailment, duplicate questions).
+
+A pair is a ``(first, second)`` tuple everywhere in the lab (JSON gives it back as a two-item list; ``as_text``
+restores the tuple). ``encode`` is the one place texts meet a tokenizer, so every caller keeps the pair structure:
+the tokenizer adds its own separators and segment ids (BERT ``[CLS] A [SEP] B [SEP]`` with token types 0/1, MPNet
+``<s> A </s></s> B </s>``), and truncation shares the length budget between the two texts (longest first).
+Pure: nothing here imports torch or transformers.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence, Union
+
+Text = Union[str, tuple[str, str]]
+PAIR_SEPARATOR = " ‖ "  # how a pair is shown on one line (tables, logs)
+
+
+def as_text(item) -> Text:
+    """A str stays a str; a two-item list or tuple of str becomes a pair tuple."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, (list, tuple)) and len(item) == 2 and all(isinstance(t, str) for t in item):
+        return (item[0], item[1])
+    raise ValueError(f"a text is a string or a pair of two strings, got {type(item).__name__}")
+
+
+def as_texts(items: Iterable) -> list[Text]:
+    """``items`` as texts, all single or all pairs (a mixed list has no one tokenization)."""
+    texts = [as_text(t) for t in items]
+    kinds = {isinstance(t, tuple) for t in texts}
+    if len(kinds) > 1:
+        raise ValueError("texts mix single texts and pairs; give one kind")
+    return texts
+
+
+def is_pairs(texts: Sequence[Text]) -> bool:
+    return bool(texts) and isinstance(texts[0], tuple)
+
+
+def encode(tokenizer, texts: Sequence[Text], **kwargs):
+    """``tokenizer(...)`` on single texts or on pairs (first texts, second texts): the pair structure is kept."""
+    texts = as_texts(texts)
+    if is_pairs(texts):
+        return tokenizer([a for a, _ in texts], [b for _, b in texts], **kwargs)
+    return tokenizer(texts, **kwargs)
+
+
+def texts_of(split) -> list[Text]:
+    """A data split's examples: its ``text`` column, zipped with ``text_pair`` for a pair task."""
+    if "text_pair" in split.column_names:
+        return list(zip(split["text"], split["text_pair"]))
+    return list(split["text"])
+
+
+def char_length(text: Text) -> int:
+    return len(text) if isinstance(text, str) else len(text[0]) + len(text[1])
+
+
+def one_line(text: Text) -> str:
+    """A text as one line for people: a pair as ``first ‖ second``."""
+    return text if isinstance(text, str) else PAIR_SEPARATOR.join(text)
+
+
+def key(text: Text) -> str:
+    """A text as one string for hashing and set membership (a pair's parts joined by a control character)."""
+    return text if isinstance(text, str) else f"{text[0]}\x1f{text[1]}"

@@ -105,11 +105,34 @@ def _load_files(files: dict[str, Path]):
             raise LabError(f"data file {path} is empty")
         if builder in ("csv", "json") and path.suffix.lower() not in (".bz2", ".gz", ".xz", ".zst", ".zip"):
             _check_utf8(path)  # compressed files are checked by their parser
+    if builder == "csv":
+        _check_headers(files, kwargs.get("delimiter", ","))
     try:
         return load_dataset(builder, data_files={s: str(p) for s, p in files.items()}, **kwargs)
     except Exception as err:  # datasets raises many types for unreadable files; one line names the file
         names = ", ".join(str(p) for p in files.values())
         raise LabError(f"cannot read data {names}: {str(err).splitlines()[0][:200] if str(err) else type(err).__name__}") from err
+
+
+def _check_headers(files: dict[str, Path], delimiter: str) -> None:
+    """Every split file must have the same columns (say which one lacks what, not the parser's generic failure)."""
+    import bz2
+    import gzip
+    import lzma
+
+    openers = {".bz2": bz2.open, ".gz": gzip.open, ".xz": lzma.open}
+    headers = {}
+    for split, path in files.items():
+        with openers.get(path.suffix.lower(), open)(path, "rt", encoding="utf-8", errors="replace") as f:
+            headers[split] = next(csv.reader([f.readline().rstrip("\r\n")], delimiter=delimiter), [])
+    every = list(dict.fromkeys(c for header in headers.values() for c in header))
+    for split, header in headers.items():
+        missing = [c for c in every if c not in header]
+        if missing:
+            other = next(s for s, h in headers.items() if missing[0] in h)
+            raise LabError(f"data file {files[split]}: the {split} split has no column {', '.join(missing)} "
+                           f"(columns: {', '.join(header)}; {files[other].name} has {', '.join(headers[other])}); "
+                           f"every split needs the same columns")
 
 
 def _load_rotten_tomatoes():

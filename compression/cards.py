@@ -117,8 +117,9 @@ def _provenance(p: dict | None) -> str:
         flags = ", ".join(k for k, v in p["cpu"]["flags"].items() if v) or "none of interest"
         versions = ", ".join(f"{k} {v}" for k, v in p.get("versions", {}).items() if v)
         lengths = p.get("sequence_length", {})
+        inputs = "pairs" if p.get("inputs") == "text pairs" else "sentences"
         return (f"{p['cpu']['model']} ({flags}), {p['threads']} threads; {versions}; batch 1 on {p['samples']} "
-                f"{p.get('split', 'test')} sentences (tokens mean {lengths.get('mean')}, p95 {lengths.get('p95')}) × "
+                f"{p.get('split', 'test')} {inputs} (tokens mean {lengths.get('mean')}, p95 {lengths.get('p95')}) × "
                 f"{p['repeats']} interleaved rounds; throughput at batch {p['batch_sizes']['throughput']}; "
                 f"measured {p['measured_at']}")
     except (KeyError, TypeError, AttributeError):
@@ -152,7 +153,7 @@ def model_card(row: dict, rows: list[dict], recipe: dict) -> str:
              f"A **{row['kind']}** variant{method} from run {row['run']} "
              f"of the BERT Compression Lab recipe `{recipe.get('name')}`. Parent: {parent}. Weights started from "
              f"{_code(shown_ref(root_model(row['name'], rows)))}. Labels: {', '.join(bundle.get('labels', []))}; "
-             f"texts are truncated to {bundle.get('max_length')} tokens.", "",
+             f"{_inputs(bundle.get('pair'), bundle.get('max_length'))}.", "",
              f"## Accuracy (test split of {_code(shown_ref((recipe.get('data') or {}).get('source')))})", "",
              f"accuracy {_fmt(row.get('accuracy'), '.1%')} (95 % CI {_fmt(lo, '.1%')}–{_fmt(hi, '.1%')}), "
              f"macro-F1 {_fmt(row.get('f1'), '.3f')}, agreement with the teacher {_fmt(row.get('agreement'), '.1%')}, "
@@ -163,23 +164,45 @@ def model_card(row: dict, rows: list[dict], recipe: dict) -> str:
              f"p50 {_fmt(row.get('latency_p50_ms'), '.2f')} ms, p95 {_fmt(row.get('latency_p95_ms'), '.2f')} ms at "
              f"batch 1. Measured on: {_provenance(row.get('provenance'))}.", "",
              *[f"> ⚠ {w}\n" for w in row.get("warnings") or []],
-             "## How to load", "", _load_snippet(row["name"], fmt), ""]
+             "## How to load", "", _load_snippet(row["name"], fmt, bundle.get("pair")), ""]
     return "\n".join(lines)
+
+
+def _inputs(pair: list[str] | None, max_length) -> str:
+    """What a bundle reads, for its card: single texts, or pairs of texts (a sentence-pair task)."""
+    if not pair:
+        return f"texts are truncated to {max_length} tokens"
+    return (f"it reads **pairs of texts** ({' + '.join(f'`{n}`' for n in pair)}), encoded together and truncated "
+            f"to {max_length} tokens in all (the longer text is cut first)")
+
+
+def _pair_note(pair: list[str] | None) -> str:
+    return (f" A sentence-pair task: every variant reads two texts at once "
+            f"({' + '.join(f'`{n}`' for n in pair)}).") if pair else ""
+
+
+def _predict_args(pair: list[str] | None) -> str:
+    return '--pair "He left at noon." "He departed at 12."' if pair else '"a gripping film"'
 
 
 def _code(text: str) -> str:
     return text if text.startswith("a local") else f"`{text}`"
 
 
-def _load_snippet(name: str, fmt: str) -> str:
+def _load_snippet(name: str, fmt: str, pair: list[str] | None = None) -> str:
+    example = ('("The company said profits rose.", "Profits went up, the company said.")' if pair
+               else '"a gripping, beautifully acted film"')
     common = ("```python\nfrom compression.bundle import load_bundle  # the BERT Compression Lab (requirements.txt)"
               f"\n\nbundle = load_bundle(\"bundles/{name}\")\n"
-              "print(bundle.predict([\"a gripping, beautifully acted film\"]))\n```")
+              f"print(bundle.predict([{example}]))" + ("  # one (first, second) tuple per pair" if pair else "")
+              + "\n```")
     if fmt == "hf":
+        tokenize = ("\n\nGive it both texts of a pair at once: `tokenizer(first, second, return_tensors=\"pt\")`."
+                    if pair else "")
         return (common + "\n\nIts weights are plain Hugging Face safetensors, so `transformers` reads them too:\n\n"
                 "```python\nfrom transformers import AutoModelForSequenceClassification, AutoTokenizer\n\n"
                 f"model = AutoModelForSequenceClassification.from_pretrained(\"bundles/{name}\",\n"
-                "                                                           trust_remote_code=False)\n```")
+                "                                                           trust_remote_code=False)\n```" + tokenize)
     if fmt == "onnx":
         return common + "\n\n`model.onnx` runs in ONNX Runtime alone; the tokenizer files are beside it."
     return (common + "\n\n`weights.safetensors` holds the lab's encoding (int8 weights with scales, bit-mask sparse "
@@ -212,7 +235,8 @@ def run_readme(rows: list[dict], recipe: dict, label: str, examples: dict, chart
              f"(`{teacher['name']}`, from {_code(shown_ref(origin))}) and "
              f"{len(rows) - 1} compressed {'variant' if len(rows) == 2 else 'variants'} of it ({kinds}), each a "
              f"self-contained bundle under `bundles/`, all measured together on the test split of {data}. Ratios "
-             f"are against the teacher.", "", "## Results", "", markdown(rows), "", chart, "",
+             f"are against the teacher.{_pair_note(examples.get('pair'))}", "", "## Results", "", markdown(rows), "",
+             chart, "",
              "## Where the speed figures come from", "",
              *[f"- {', '.join(names)}: {text}" for text, names in speed.items()], "",
              "## Variants", "",
@@ -224,7 +248,8 @@ def run_readme(rows: list[dict], recipe: dict, label: str, examples: dict, chart
              "```bash", "python app.py --published DIR                      # this folder, or a .zip of it",
              "COMPRESSION_LAB_PUBLISHED=hub:USER/NAME python app.py   # e.g. in a Hugging Face Space",
              "python -m compression list --published DIR",
-             f"python -m compression predict {teacher['name']} \"a gripping film\" --published DIR", "```", ""]
+             f"python -m compression predict {teacher['name']} {_predict_args(examples.get('pair'))} --published DIR",
+             "```", ""]
     if examples.get("note"):
         lines += [f"Example texts: {examples['note']}.", ""]
     return "\n".join(lines)

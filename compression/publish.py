@@ -5,9 +5,11 @@ build and nothing written into it. Layout (version 1)::
 
     manifest.json    format, version, run, recipe, created, lab_version, variants (teacher first) and the SHA-256
                      of every other file in the folder
-    results.json     {"label", "run", "variants": [variant rows, "bundle" = "bundles/NAME"]}
+    results.json     {"label", "run", "variants": [variant rows, "bundle" = "bundles/NAME"]}; a pair task also
+                     "pair": its two input names, e.g. ["sentence1", "sentence2"] (so does the manifest)
     recipe.json      the recipe that made the run
-    examples.json    example texts for the Playground and test sentences for ``bench``
+    examples.json    example texts for the Playground and test sentences for ``bench``: "task" single or pair
+                     (then "pair" names the inputs and each text is a two-item list)
     README.md        the report a person reads on the Hub (results table, chart, speed provenance, how to serve)
     chart.png        accuracy vs latency (when Playwright + Chromium could draw it)
     bundles/NAME/    a copy of each bundle, plus README.md: a Hub-style model card
@@ -132,6 +134,11 @@ def _select(store, run: str, names: list[str] | None, report: Progress) -> tuple
 def _build(root: Path, chosen: list[dict], rows: list[dict], recipe: dict, label: str, chart: bool,
            report: Progress) -> None:
     """Write the whole published run into the new folder ``root``; the manifest last."""
+    from datetime import datetime, timezone
+
+    from . import __version__
+    from .bundle import read_meta
+
     root.mkdir(parents=True)
     run_id = int(chosen[0]["run"])
     for i, row in enumerate(chosen):
@@ -140,7 +147,9 @@ def _build(root: Path, chosen: list[dict], rows: list[dict], recipe: dict, label
         card = model_card(row, rows, recipe)
         (root / "bundles" / row["name"] / CARD).write_text(card, encoding="utf-8")
     published = [{**r, "bundle": f"bundles/{r['name']}", "status": "ok"} for r in chosen]
-    _write_json(root / RESULTS, {"label": label, "run": run_id, "variants": published})
+    pair = _pair_of(read_meta(chosen[0]["bundle"]))  # a pair task names its two inputs; single-text runs as before
+    inputs = {"pair": list(pair)} if pair else {}
+    _write_json(root / RESULTS, {"label": label, "run": run_id, **inputs, "variants": published})
     _write_json(root / RECIPE, recipe)
     report(0.7, "collecting example texts")
     examples = _examples(recipe, Path(chosen[0]["bundle"]))
@@ -149,11 +158,7 @@ def _build(root: Path, chosen: list[dict], rows: list[dict], recipe: dict, label
     origin = root_model(chosen[0]["name"], rows)
     (root / README).write_text(run_readme(published, recipe, label, examples, chart_note, origin), encoding="utf-8")
     report(0.9, "hashing every file for the manifest")
-    from datetime import datetime, timezone
-
-    from . import __version__
-
-    manifest = {"format": FORMAT, "version": VERSION, "run": run_id, "recipe": recipe.get("name"),
+    manifest = {"format": FORMAT, "version": VERSION, "run": run_id, "recipe": recipe.get("name"), **inputs,
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "lab_version": __version__,
                 "variants": [r["name"] for r in chosen], "files": _hash_tree(root)}
     _write_json(root / MANIFEST, manifest)
@@ -195,30 +200,48 @@ def _copy_bundle(src: Path, dst: Path) -> None:
 
 
 def _examples(recipe: dict, teacher_bundle: Path) -> dict:
-    """Playground examples and bench sentences from the run's test split; the probe texts when it cannot load."""
+    """Playground examples and bench sentences from the run's test split (pairs, as two-item lists, for a pair
+    task); the probe texts when it cannot load."""
     import random
 
     from .bundle import read_meta
     from .config import DataConfig
+    from .texts import as_text, char_length, texts_of
 
     source = (recipe.get("data") or {}).get("source")
+    meta = read_meta(teacher_bundle)
     try:
         from .data import load_data
 
-        test = load_data(DataConfig(**recipe["data"])).splits["test"]
-        texts = [t for t in test["text"] if t.strip()]
+        data = load_data(DataConfig(**recipe["data"]))
+        texts = [t for t in texts_of(data.splits["test"]) if all(part.strip() for part in _parts(t))]
+        pair = data.pair or _pair_of(meta)
     except (LabError, OSError, ValueError, TypeError, KeyError) as err:
         reason = " ".join(str(err).split())[:200] or type(err).__name__
-        probe = list(read_meta(teacher_bundle).get("probe", {}).get("texts", []))
-        return {"task": "single", "texts": probe[:EXAMPLE_TEXTS], "test_texts": probe[:TEST_TEXTS],
+        probe = [as_text(t) for t in meta.get("probe", {}).get("texts", [])]
+        return {**_task(_pair_of(meta)), "texts": probe[:EXAMPLE_TEXTS], "test_texts": probe[:TEST_TEXTS],
                 "source": source, "split": "probe",
                 "note": f"the run's data could not be loaded where it was published ({reason}); these are the "
                         f"bundles' probe texts"}
     rng = random.Random(0)
     sample = rng.sample(texts, min(TEST_TEXTS, len(texts)))
-    short = [t for t in sample if len(t) <= EXAMPLE_MAX_CHARS] or sample
-    return {"task": "single", "texts": short[:EXAMPLE_TEXTS], "test_texts": sample, "source": source,
-            "split": "test"}
+    limit = EXAMPLE_MAX_CHARS * (2 if pair else 1)  # a pair is two texts to read
+    short = [t for t in sample if char_length(t) <= limit] or sample
+    return {**_task(pair), "texts": short[:EXAMPLE_TEXTS], "test_texts": sample, "source": source, "split": "test"}
+
+
+def _parts(text) -> tuple:
+    return text if isinstance(text, tuple) else (text,)
+
+
+def _pair_of(meta: dict) -> tuple[str, str] | None:
+    """A bundle's two input names (bundle.json's ``pair``), or None for a single-text classifier."""
+    return tuple(meta["pair"]) if meta.get("pair") else None
+
+
+def _task(pair: tuple[str, str] | None) -> dict:
+    """examples.json's opening keys: the task kind, and a pair task's two input names."""
+    return {"task": "pair", "pair": list(pair)} if pair else {"task": "single"}
 
 
 def _chart(path: Path, rows: list[dict], label: str, report: Progress) -> str | None:

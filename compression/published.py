@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .errors import LabError
 from .files import temp_path
+from .texts import Text, as_text
 
 FORMAT = "compression-lab-published"
 VERSION = 1
@@ -205,9 +206,14 @@ class PublishedRun:
         self.run = results.get("run", self.manifest.get("run"))
         self.label: str = results.get("label") or (f"published run {self.run} of recipe "
                                                    f"{self.manifest.get('recipe')}")
-        examples = _read_json(self.root, EXAMPLES, required=False) or {}
-        self.examples: list[str] = [t for t in examples.get("texts", []) if isinstance(t, str)]
-        self.test_texts: list[str] = [t for t in examples.get("test_texts", []) if isinstance(t, str)]
+        examples = _read_json(self.root, EXAMPLES, required=False)
+        examples = examples if isinstance(examples, dict) else {}
+        # A pair task's two input names (e.g. sentence1, sentence2); None for a single-text run.
+        self.pair: tuple[str, str] | None = _pair(results.get("pair")) or _pair(examples.get("pair"))
+        pairs = self.pair is not None or examples.get("task") == "pair"
+        # Texts for the Playground and bench: str, or (first, second) tuples for a pair task; never mixed.
+        self.examples: list[Text] = _texts(examples.get("texts"), pairs)
+        self.test_texts: list[Text] = _texts(examples.get("test_texts"), pairs)
         self.test_split: str = examples.get("split", "test")
         self.recipe: dict = _read_json(self.root, RECIPE, required=False) or {}
 
@@ -299,6 +305,28 @@ def _hash_problem(listed: dict[str, str], found: dict[str, Path]) -> str | None:
         if digest != listed[rel]:
             changed.append(rel)
     return f"{', '.join(changed[:3])} changed since publishing (SHA-256 mismatch)" if changed else None
+
+
+def _pair(names) -> tuple[str, str] | None:
+    """Two input names from JSON, or None when it is not a list of two strings."""
+    try:
+        pair = as_text(names) if isinstance(names, list) else None
+    except ValueError:
+        return None
+    return pair if isinstance(pair, tuple) else None
+
+
+def _texts(items, pairs: bool) -> list[Text]:
+    """examples.json's texts of the run's kind (pairs as tuples); anything else in the list is left out."""
+    out = []
+    for item in items if isinstance(items, list) else []:
+        try:
+            text = as_text(item)
+        except ValueError:
+            continue
+        if isinstance(text, tuple) == pairs:
+            out.append(text)
+    return out
 
 
 def _safe_name(name) -> bool:

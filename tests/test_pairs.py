@@ -185,3 +185,15 @@ def test_augmentation_is_refused_for_pairs(tiny_pair_data, tiny_model, tmp_path)
     result = run_cli("build", str(recipe), "--store", str(tmp_path / "store"))
     assert result.returncode != 0
     assert "pair task (sentence1 + sentence2)" in result.stderr and "remove 'augment'" in result.stderr
+
+
+def test_markdown_table_reports_f1_of_the_positive_class(pair_zoo):
+    store, rows = pair_zoo
+    result = run_cli("list", "--store", str(store), "--markdown", "--f1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    header, _, teacher, *_ = result.stdout.strip().splitlines()
+    assert "| F1 % (95% CI) | F1 vs teacher |" in header and "| acc vs teacher |" in header
+    f1 = rows["teacher"]["metrics"]["f1_positive"] * 100
+    assert f"| {f1:.1f} (" in teacher and teacher.count("+0.0") == 2  # the teacher against itself
+    plain = run_cli("list", "--store", str(store), "--markdown").stdout
+    assert "F1 %" not in plain and "| of teacher |" in plain  # single-metric tables are unchanged

@@ -56,12 +56,13 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def _bench_texts(args, run, first_folder) -> tuple[list[str], str]:
-    """(sentences, split name): --data's test split, else the published run's packed sentences, else the test split
-    of the data the first bundle was trained on."""
+def _bench_texts(args, run, first_folder) -> tuple[list, str]:
+    """(sentences or pairs, split name): --data's test split, else the published run's packed sentences, else the
+    test split of the data the first bundle was trained on."""
     from ..bundle import read_meta
     from ..config import DataConfig
     from ..data import load_data
+    from ..texts import texts_of
 
     if run is not None and not args.data:
         if len(run.test_texts) < 2:
@@ -70,7 +71,7 @@ def _bench_texts(args, run, first_folder) -> tuple[list[str], str]:
     source = args.data or read_meta(first_folder).get("data", {}).get("source")
     if not source:
         raise LabError("the first bundle records no data source: give --data REF for the test sentences")
-    return list(load_data(DataConfig(source=source)).splits["test"]["text"]), "test"
+    return texts_of(load_data(DataConfig(source=source)).splits["test"]), "test"
 
 
 def _print_bench(result: dict) -> None:
@@ -87,10 +88,14 @@ def _print_bench(result: dict) -> None:
     lengths = p["sequence_length"]
     print(f"\nprovenance: {p['cpu']['model']} ({flags}); {p['threads']} threads; torch {p['versions'].get('torch')}, "
           f"transformers {p['versions'].get('transformers')}, onnxruntime {p['versions'].get('onnxruntime')}; "
-          f"{p['samples']} {p['split']} sentences x {p['repeats']} interleaved rounds, batch 1 (throughput: batch "
+          f"{p['samples']} {p['split']} {_inputs(p)} x {p['repeats']} interleaved rounds, batch 1 (throughput: batch "
           f"{p['batch_sizes']['throughput']}); tokens mean {lengths['mean']}, p95 {lengths['p95']}; other processes "
           f"used {fmt(p['other_processes_cpu_share'], '.1%', 1)} of the CPU, hypervisor steal "
           f"{fmt(p.get('hypervisor_steal_share'), '.1%', 1)}; {p['measured_at']}")
+
+
+def _inputs(provenance: dict) -> str:
+    return "pairs" if provenance.get("inputs") == "text pairs" else "sentences"
 
 
 def cmd_export(args) -> int:

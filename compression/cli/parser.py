@@ -11,6 +11,7 @@ EPILOG = """examples:
   python -m compression build recipes/quick.yaml
   python -m compression list
   python -m compression predict teacher "a gripping, beautifully acted film"
+  python -m compression predict teacher --pair "He left at noon." "He departed at 12."   # a pair variant
   python -m compression bench teacher minilm-l6 minilm-l6-int8
   python -m compression evaluate teacher minilm-l6 --data ../shared/data/sst2-sentences
   python -m compression advise
@@ -114,26 +115,48 @@ def _add_list(sub) -> None:
     p.add_argument("--run", default="latest", help="latest (default), a run id, or all (newest of each name)")
     p.add_argument("--json", action="store_true", help="print one JSON object per variant")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table (for a README)")
+    p.add_argument("--f1", action="store_true", help="with --markdown: add the F1 of the positive class (label 1) "
+                                                     "with its 95%% CI, what binary pair tasks such as MRPC report")
+
+
+PREDICT_EPILOG = """examples:
+  python -m compression predict teacher "a gripping film" "a dull film"
+  python -m compression predict teacher --file reviews.txt                 # one text per line
+pair variants (paraphrase, entailment: bundle.json names two inputs, e.g. sentence1 + sentence2):
+  python -m compression predict teacher --pair "He left at noon." "He departed at 12."
+  python -m compression predict teacher --pair "A" "B" --pair "C" "D" --json  # JSON: text and text_pair
+  python -m compression predict teacher --file pairs.tsv
+a pair file holds one pair per row, separated by commas (.csv) or tabs (.tsv; other names: tabs when the first
+line has one, else commas); quote a text that holds the separator. The pair is the two columns its header names
+(sentence1/sentence2, premise/hypothesis, question1/question2, question/sentence, text/text_pair or the variant's
+own input names), else the first two columns of every row (the file then has no header row).
+Single texts for a pair variant, or pairs for a single-text variant, are refused with one line of error."""
 
 
 def _add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="label and confidence for each text",
+    p = sub.add_parser("predict", help="label and confidence for each text (or pair of texts)",
+                       epilog=PREDICT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Classify texts with a variant: its name in the store (or in the published run "
-                                   "given by --published), or a bundle folder.")
+                                   "given by --published), or a bundle folder. A pair variant (sentence-pair task) "
+                                   "reads pairs of texts instead: --pair, or a --file with two text columns.")
     p.add_argument("variant", help="variant name (see `list`) or path to a bundle folder")
-    p.add_argument("texts", nargs="*", metavar="TEXT", help="one or more texts")
-    p.add_argument("--file", metavar="PATH", help=f"also classify every non-empty line of this UTF-8 text file "
-                                                  f"(at most {MAX_PREDICT_FILE_BYTES // 1_000_000} MB)")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="one or more texts (single-text variants)")
+    p.add_argument("--pair", nargs=2, action="append", metavar=("FIRST", "SECOND"),
+                   help="a pair of texts for a pair variant, e.g. --pair \"He left.\" \"He went away.\"; repeat it "
+                        "for more pairs")
+    p.add_argument("--file", metavar="PATH", help=f"also classify the texts of this UTF-8 file (at most "
+                                                  f"{MAX_PREDICT_FILE_BYTES // 1_000_000} MB): every non-empty line, "
+                                                  f"or one pair per CSV/TSV row for a pair variant (see below)")
     _source_args(p)
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--json", action="store_true", help="print JSON (a pair as text and text_pair)")
 
 
 def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="measure latency, throughput, memory and size of bundles, interleaved",
                        description="Benchmark several variants in ONE interleaved run on real test sentences "
-                                   "(batch-1 latency p50/p95, throughput, peak memory, size, parameters, load "
-                                   "time), with ratios against the first (put the teacher first) and full "
-                                   "provenance. Do not run it while other heavy work runs: it inflates timings.")
+                                   "(text pairs for a pair task): batch-1 latency p50/p95, throughput, peak memory, "
+                                   "size, parameters, load time, with ratios against the first (put the teacher "
+                                   "first) and full provenance. Do not run it while other heavy work runs: it inflates timings.")
     p.add_argument("bundles", nargs="+", metavar="VARIANT", help="variant names (see `list`) or bundle folders")
     _source_args(p)
     p.add_argument("--data", metavar="REF", help="data whose test split supplies the sentences (default: the data "
@@ -151,9 +174,11 @@ def _add_bench(sub) -> None:
 def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="accuracy of variants on any labelled data (e.g. a held-out set)",
                        description="Score variants on a labelled split of any data reference: accuracy with a "
-                                   "bootstrap 95 % CI, macro-F1 and agreement with the first variant named (name "
-                                   "the teacher first). Labels are matched to each variant's labels by name, or by "
-                                   "id when the data has bare ids 0..K-1. Use it to check generalisation on data the "
+                                   "bootstrap 95 % CI, macro-F1 (two labels: also the F1 of the second, 'F1 pos.') and "
+                                   "agreement with the first variant named (name the teacher first). Pair data "
+                                   "(e.g. sentence1 + sentence2 columns) is scored as pairs, by pair variants only. "
+                                   "Labels are matched to each variant's labels by name, or by id when the data has "
+                                   "bare ids 0..K-1. Use it to check generalisation on data the "
                                    "recipe never saw, without touching the recorded test figures.")
     p.add_argument("bundles", nargs="+", metavar="VARIANT", help="variant names (see `list`) or bundle folders")
     _source_args(p)

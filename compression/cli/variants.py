@@ -7,7 +7,7 @@ import sys
 
 from ..errors import LabError
 from ..results import current_variants, variant_row
-from .common import bundle_folder, fmt, open_published, open_store, published, read_lines
+from .common import bundle_folder, fmt, open_published, open_store, published, read_texts
 
 
 def cmd_sources(args) -> int:
@@ -43,7 +43,7 @@ def cmd_list(args) -> int:
     if args.markdown:
         from ..dashboard.tables import markdown
 
-        print(markdown(rows))
+        print(markdown(rows, f1=args.f1))
         return 0
     if not rows:
         print("no finished variants yet; build one: python -m compression build recipes/quick.yaml")
@@ -65,32 +65,73 @@ def cmd_list(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from ..bundle import load_bundle
+    from ..bundle import load_bundle, read_meta
 
-    texts = list(args.texts) + (read_lines(args.file) if args.file else [])
-    if not texts:
-        raise LabError("nothing to classify: give one or more TEXT arguments or --file PATH")
-    if any(not t.strip() for t in texts):
-        raise LabError("empty text: give each TEXT some words")
-    bundle = load_bundle(bundle_folder(args.variant, args.store, published(args)))
+    if not (args.texts or args.pair or args.file):
+        raise LabError("nothing to classify: give one or more TEXT arguments, --pair FIRST SECOND or --file PATH")
+    folder = bundle_folder(args.variant, args.store, published(args))
+    texts = _predict_inputs(args, read_meta(folder))
+    bundle = load_bundle(folder)
     preds = bundle.predict(texts)
-    for i, p in enumerate(preds, start=1):
+    for i, (t, p) in enumerate(zip(texts, preds), start=1):
         if p.truncated and not args.json:
-            print(f"note: text {i} has {p.tokens:,} tokens; {bundle.name} reads only the first {bundle.max_length}",
-                  file=sys.stderr)
+            shared = " (shared by both texts)" if isinstance(t, tuple) else ""
+            print(f"note: {'pair' if shared else 'text'} {i} has {p.tokens:,} tokens; {bundle.name} reads only the "
+                  f"first {bundle.max_length}{shared}", file=sys.stderr)
     if args.json:
-        print(json.dumps([{"text": t, "label": p.label, "confidence": p.confidence, "probabilities": p.probabilities,
-                           "tokens": p.tokens, "truncated": p.truncated} for t, p in zip(texts, preds)],
-                         ensure_ascii=False))
+        print(json.dumps([{**_text_fields(t), "label": p.label, "confidence": p.confidence,
+                           "probabilities": p.probabilities, "tokens": p.tokens, "truncated": p.truncated}
+                          for t, p in zip(texts, preds)], ensure_ascii=False))
         return 0
     for t, p in zip(texts, preds):
-        print(f"{p.label:<12} {p.confidence:6.1%}  {t if len(t) <= 200 else t[:200] + f'… ({len(t):,} characters)'}")
+        print(f"{p.label:<12} {p.confidence:6.1%}  {_shown(t)}")
     return 0
+
+
+def _predict_inputs(args, meta: dict) -> list:
+    """The texts or pairs to classify, checked against what the variant reads before anything loads."""
+    pair = tuple(meta["pair"]) if meta.get("pair") else None
+    name = meta.get("name", args.variant)
+    if args.texts and args.pair:
+        raise LabError("give TEXT arguments or --pair pairs, not both: a variant reads one kind")
+    texts = list(args.texts) + [tuple(p) for p in args.pair or []] + (read_texts(args.file, pair) if args.file
+                                                                      else [])
+    if not texts:
+        raise LabError(f"nothing to classify: {args.file} holds no text")
+    if pair and any(isinstance(t, str) for t in texts):
+        raise LabError(f"{name} classifies pairs of texts ({' + '.join(pair)}): give each pair as --pair FIRST "
+                       f"SECOND, or --file with two text columns")
+    if not pair and any(isinstance(t, tuple) for t in texts):
+        raise LabError(f"{name} classifies single texts, not pairs: give TEXT arguments (or --file with one text "
+                       f"per line) instead of pairs")
+    empty = next((i for i, t in enumerate(texts, 1) if not all(part.strip() for part in _parts(t))), None)
+    if empty is not None:
+        raise LabError(f"pair {empty} has an empty text: give both texts some words" if pair else
+                       "empty text: give each TEXT some words")
+    return texts
+
+
+def _parts(text) -> tuple:
+    return text if isinstance(text, tuple) else (text,)
+
+
+def _text_fields(text) -> dict:
+    """A text as JSON output shows it: ``text``, plus ``text_pair`` for a pair."""
+    return {"text": text[0], "text_pair": text[1]} if isinstance(text, tuple) else {"text": text}
+
+
+def _shown(text, limit: int = 200) -> str:
+    """A text or pair on one line (``first ‖ second``), cut after ``limit`` characters."""
+    from ..texts import one_line
+
+    line = one_line(text)
+    return line if len(line) <= limit else line[:limit] + f"… ({len(line):,} characters)"
 
 
 def cmd_evaluate(args) -> int:
     from ..config import DataConfig
     from ..data import SPLITS, load_data
+    from ..texts import texts_of
 
     run = published(args)
     folders = [bundle_folder(v, args.store, run) for v in args.bundles]  # bad names fail before any load
@@ -98,8 +139,9 @@ def cmd_evaluate(args) -> int:
     if args.split in data.carved:  # e.g. GLUE hides its test labels: "test" would be a tenth of train
         raise LabError(f"{args.data} has no labelled {args.split} split (the lab would cut one out of its train "
                        f"rows); pick another --split or --split all")
+    _check_kinds(args.bundles, folders, data.pair, args.data)
     splits = SPLITS if args.split == "all" else (args.split,)
-    texts = [t for s in splits for t in data.splits[s]["text"]]
+    texts = [t for s in splits for t in texts_of(data.splits[s])]
     ids = [y for s in splits for y in data.splits[s]["label"]]
     reference, rows = None, []  # the first variant's predictions, as label names
     for given, folder in zip(args.bundles, folders):
@@ -109,11 +151,25 @@ def cmd_evaluate(args) -> int:
         if args.json:
             print(json.dumps(rows[-1]), flush=True)
     if not args.json:
-        _print_scores(rows, args.data, args.split, len(texts))
+        _print_scores(rows, args.data, args.split, len(texts), "pairs" if data.pair else "texts")
     return 0
 
 
-def _score(given: str, folder, data_labels: list[str], source: str, texts: list[str], ids: list[int],
+def _check_kinds(given: list[str], folders: list, pair: tuple[str, str] | None, source: str) -> None:
+    """Every variant reads what the data holds (pairs or single texts), or one clear error before any scoring."""
+    from ..bundle import read_meta
+
+    for name, folder in zip(given, folders):
+        reads_pairs = bool(read_meta(folder).get("pair"))
+        if reads_pairs and not pair:
+            raise LabError(f"{name} classifies pairs of texts, but {source} holds single texts: give data with two "
+                           f"text columns (e.g. sentence1, sentence2)")
+        if pair and not reads_pairs:
+            raise LabError(f"{source} holds pairs of texts ({' + '.join(pair)}), but {name} classifies single "
+                           f"texts: score it on single-text data")
+
+
+def _score(given: str, folder, data_labels: list[str], source: str, texts: list, ids: list[int],
            reference: list[str] | None) -> tuple[dict, list[str]]:
     """One variant's scores (``name`` first) and the reference predictions (its own when it is the first)."""
     import numpy as np
@@ -124,7 +180,8 @@ def _score(given: str, folder, data_labels: list[str], source: str, texts: list[
 
     bundle = load_bundle(folder)
     labels = np.asarray(align_labels(data_labels, bundle.labels, source))[ids]
-    print(f"scoring {given} on {len(texts):,} texts", file=sys.stderr, flush=True)
+    kind = "pairs" if bundle.pair else "texts"
+    print(f"scoring {given} on {len(texts):,} {kind}", file=sys.stderr, flush=True)
     logits = bundle.logits(texts, batch_size=64)
     if reference is None:
         reference = [bundle.labels[i] for i in logits.argmax(1)]
@@ -135,16 +192,22 @@ def _score(given: str, folder, data_labels: list[str], source: str, texts: list[
     metrics = score_logits(logits, labels, same)
     if not comparable:
         metrics["agreement"] = None
+    if metrics.get("f1_positive") is not None:  # binary: the F1 of class 1, named (MRPC's "equivalent")
+        metrics["positive_label"] = bundle.labels[1]
     return {"name": bundle.name, **metrics}, reference
 
 
-def _print_scores(rows: list[dict], data: str, split: str, count: int) -> None:
+def _print_scores(rows: list[dict], data: str, split: str, count: int, kind: str = "texts") -> None:
     width = max(len("variant"), *(len(r["given"]) for r in rows))  # folders show as given: names repeat
-    print(f"{data} ({split}, {count:,} texts); agreement is with {rows[0]['given']}")
-    print(f"{'variant':<{width}} {'accuracy % (95% CI)':>22} {'macro-F1':>9} {'agreement %':>12}")
+    positive = next((r["positive_label"] for r in rows if r.get("positive_label") is not None), None)
+    print(f"{data} ({split}, {count:,} {kind}); agreement is with {rows[0]['given']}"
+          + (f"; F1 pos. is the F1 of label {positive!r}" if positive is not None else ""))
+    print(f"{'variant':<{width}} {'accuracy % (95% CI)':>22} {'macro-F1':>9}"
+          + (f" {'F1 pos.':>8}" if positive is not None else "") + f" {'agreement %':>12}")
     for r in rows:
         ci = f"{r['accuracy'] * 100:.1f} ({r['accuracy_ci_low'] * 100:.1f}–{r['accuracy_ci_high'] * 100:.1f})"
-        print(f"{r['given']:<{width}} {ci:>22} {r['f1']:>9.3f} {fmt(r['agreement'], '.1f', 100):>12}")
+        f1_pos = f" {fmt(r.get('f1_positive'), '.3f'):>8}" if positive is not None else ""
+        print(f"{r['given']:<{width}} {ci:>22} {r['f1']:>9.3f}{f1_pos} {fmt(r['agreement'], '.1f', 100):>12}")
 
 
 def cmd_advise(args) -> int:

@@ -54,8 +54,9 @@ def create_app(store_dir: str | None = None, published: str | None = None,
         gr.Markdown(INTRO)
         build_banner = gr.HTML()
         status = gr.Markdown()
-        predict = _playground(ctx)
-        batch = _batch_tab()
+        hints = views.input_hints(ctx.pair())  # one text box, or two for a pair task (set again on page load)
+        predict = _playground(ctx, hints)
+        batch = _batch_tab(hints)
         results = _results_tabs()
         rec = _recommend_tab()
         lab = _lab_tab(ctx)
@@ -63,21 +64,27 @@ def create_app(store_dir: str | None = None, published: str | None = None,
         refresh_button = gr.Button("Refresh results", size="sm")
         views_out = [status, *results, report["pick"]]
 
+        boxes = [predict["text"], predict["second"], batch["text"], batch["upload"]]
         demo.load(partial(cb.refresh, ctx), None, views_out, api_visibility="private")
+        demo.load(partial(cb.inputs, ctx), None, boxes, api_visibility="private")
         gr.Timer(2.0).tick(partial(cb.banner, ctx), seen, [build_banner, seen, *views_out],
                            api_visibility="private", show_progress="hidden")
-        refresh_button.click(partial(cb.refresh, ctx), None, views_out, api_name="refresh")
+        refresh_button.click(partial(cb.refresh, ctx), None, views_out, api_name="refresh").then(
+            partial(cb.inputs, ctx), None, boxes, api_visibility="private")
         answer, shown = partial(cb.predict, ctx), [predict["out"], predict["note"]]
-        predict["run"].click(answer, predict["text"], shown, api_name="predict", concurrency_id="predict",
+        asked = [predict["text"], predict["second"]]  # the second text only for a pair task (else hidden, empty)
+        predict["run"].click(answer, asked, shown, api_name="predict", concurrency_id="predict",
                              concurrency_limit=2)
-        predict["text"].submit(answer, predict["text"], shown, api_visibility="private", concurrency_id="predict")
+        for box in asked:
+            box.submit(answer, asked, shown, api_visibility="private", concurrency_id="predict")
         batch["run"].click(partial(cb.batch_check, ctx), [batch["text"], batch["upload"], session],
                            [batch["table"], batch["summary"], batch["csv"], session], api_name="batch",
                            concurrency_limit=1)
         rec["run"].click(partial(cb.recommend, ctx), [rec["latency"], rec["size"], rec["retention"], rec["scenario"]],
                          rec["out"], api_name="recommend")
         lab["run"].click(partial(cb.run_build, ctx), lab["inputs"], lab["log"], api_name="build",
-                         concurrency_limit=1).then(partial(cb.refresh, ctx), None, views_out)
+                         concurrency_limit=1).then(partial(cb.refresh, ctx), None, views_out).then(
+            partial(cb.inputs, ctx), None, boxes, api_visibility="private")
         report["run"].click(partial(cb.report_files, ctx), session, [report["html"], report["csv"], session],
                             api_name="report")
         report["zip"].click(partial(cb.bundle_zip, ctx), [report["pick"], session], [report["bundle"], session],
@@ -86,24 +93,28 @@ def create_app(store_dir: str | None = None, published: str | None = None,
     return demo
 
 
-def _playground(ctx: AppContext) -> dict:
+def _playground(ctx: AppContext, hints: dict) -> dict:
     with gr.Tab("Playground"):
-        text = gr.Textbox(label="Text", placeholder="Type a sentence to classify with every variant", lines=2)
+        with gr.Row():
+            text = gr.Textbox(label=hints["first"], placeholder=hints["first_hint"], lines=2)
+            second = gr.Textbox(value="", label=hints["second"], placeholder=hints["second_hint"], lines=2,
+                                visible=hints["pair"])
         run = gr.Button("Classify with every variant", variant="primary")
-        examples = ctx.source.examples()
-        if examples:
+        examples = ctx.source.examples(ctx.pair())
+        if examples and hints["pair"]:
+            gr.Examples([list(e) for e in examples if isinstance(e, tuple)], inputs=[text, second])
+        elif examples:
             gr.Examples(examples, inputs=text)
         out = gr.HTML()
         note = gr.Markdown()
-    return {"text": text, "run": run, "out": out, "note": note}
+    return {"text": text, "second": second, "run": run, "out": out, "note": note}
 
 
-def _batch_tab() -> dict:
+def _batch_tab(hints: dict) -> dict:
     with gr.Tab("Batch check"):
         with gr.Row():
-            text = gr.Textbox(label=f"Texts, one per line (up to {views.MAX_BATCH_LINES})", lines=6)
-            upload = gr.File(label="…or a UTF-8 CSV with a text column (≤ 1 MB)", file_types=[".csv", ".tsv"],
-                             type="filepath")
+            text = gr.Textbox(label=hints["batch"], lines=6)
+            upload = gr.File(label=hints["upload"], file_types=[".csv", ".tsv"], type="filepath")
         run = gr.Button("Run the batch on every variant", variant="primary")
         summary = gr.Dataframe(label="Agreement with the teacher", interactive=False)
         table = gr.Dataframe(label="Predictions", interactive=False, wrap=True)

@@ -13,8 +13,9 @@ from pathlib import Path
 import gradio as gr
 
 from ..errors import LabError, describe_os_error
+from ..texts import Text
 from . import figures, tables, views
-from .context import AppContext
+from .context import AppContext, pair_of
 from .report import html_report, leaderboard_csv
 
 CUSTOM = "custom (below)"
@@ -53,26 +54,47 @@ def _no_variants(ctx: AppContext) -> gr.Error:
     return gr.Error("No variants to run here: builds are off on this deployment (see the Lab tab).")
 
 
-def predict(ctx: AppContext, text: str):
-    """Every variant's answer, streamed row by row (teacher first) as each one answers."""
-    text = (text or "").replace("\x00", "").strip()
+def predict(ctx: AppContext, text: str, second: str | None = None):
+    """Every variant's answer, streamed row by row (teacher first) as each one answers. ``second``: the pair's
+    second text when the run classifies pairs (left empty otherwise)."""
+    text = _clean(text)
     if not text:
         raise gr.Error("Type a sentence first.")
-    notes = []
-    if len(text) > views.MAX_TEXT_CHARS:
-        notes.append(f"Text truncated to its first {views.MAX_TEXT_CHARS:,} characters (of {len(text):,}).")
-        text = text[:views.MAX_TEXT_CHARS]
     rows = views.teacher_first([r for r in ctx.source.rows() if r.get("bundle")])
     if not rows:
         raise _no_variants(ctx)
+    item, notes = _playground_input(text, _clean(second), pair_of(rows))
     ctx.warm(rows)
     results = []
     for i, row in enumerate(rows):
-        results.append(_answer(ctx, row, text, notes))
+        results.append(_answer(ctx, row, item, notes))
         yield views.predictions_html(results, rows, pending=len(rows) - i - 1), " ".join(notes)
 
 
-def _answer(ctx: AppContext, row: dict, text: str, notes: list[str]) -> dict:
+def _clean(text: str | None) -> str:
+    return (text or "").replace("\x00", "").strip()
+
+
+def _playground_input(text: str, second: str, pair: tuple[str, str] | None) -> tuple[Text, list[str]]:
+    """What the variants read (a text, or a pair for a pair task), clipped; the notes say what was clipped."""
+    if pair and not second:
+        first_label, second_label = views.readable(pair[0]), views.readable(pair[1])
+        raise gr.Error(f"This run classifies pairs of texts: fill in both {first_label} and {second_label} "
+                       f"(reload the page if only one box shows).")
+    if second and not pair:
+        raise gr.Error("This run classifies single texts: leave the second box empty.")
+    notes = []
+    parts = [_clip(t, notes) for t in ((text, second) if pair else (text,))]
+    return (parts[0], parts[1]) if pair else parts[0], notes
+
+
+def _clip(text: str, notes: list[str]) -> str:
+    if len(text) > views.MAX_TEXT_CHARS:
+        notes.append(f"Text truncated to its first {views.MAX_TEXT_CHARS:,} characters (of {len(text):,}).")
+    return text[:views.MAX_TEXT_CHARS]
+
+
+def _answer(ctx: AppContext, row: dict, text: Text, notes: list[str]) -> dict:
     if row.get("status", "ok") != "ok":  # a corrupted bundle is shown as such, never run
         return {"name": row["name"], "label": row["status"], "confidence": 0.0, "latency_ms": 0.0}
     try:
@@ -82,9 +104,19 @@ def _answer(ctx: AppContext, row: dict, text: str, notes: list[str]) -> dict:
     except (LabError, OSError) as err:
         return {"name": row["name"], "label": f"broken: {err}", "confidence": 0.0, "latency_ms": 0.0}
     if pred.truncated and not any("tokens" in n for n in notes):
-        notes.append(f"The text has {pred.tokens:,} tokens; the models read only the first {bundle.max_length}.")
+        what = "pair" if isinstance(text, tuple) else "text"
+        notes.append(f"The {what} has {pred.tokens:,} tokens; the models read only the first {bundle.max_length}.")
     return {"name": row["name"], "label": pred.label, "confidence": pred.confidence,
             "latency_ms": (time.perf_counter() - start) * 1000}
+
+
+def inputs(ctx: AppContext):
+    """The input boxes for the run shown now (one text, or a pair task's two): labels, the second box shown or
+    not, the Batch check's hints. Bound to page load and Refresh, as a store may hold a pair run only later."""
+    hints = views.input_hints(ctx.pair())
+    return (gr.update(label=hints["first"], placeholder=hints["first_hint"]),
+            gr.update(label=hints["second"], placeholder=hints["second_hint"], visible=hints["pair"]),
+            gr.update(label=hints["batch"]), gr.update(label=hints["upload"]))
 
 
 def session_dir(ctx: AppContext, current: str | None) -> str:
@@ -98,11 +130,13 @@ def session_dir(ctx: AppContext, current: str | None) -> str:
 
 
 def batch_check(ctx: AppContext, text: str, upload, folder: str | None):
+    """Every variant on a batch of texts (pairs for a pair task), with its agreement with the teacher and a CSV."""
+    rows = [r for r in ctx.source.rows() if r.get("bundle")]
+    pair = pair_of(rows)
     try:
-        texts = views.parse_batch(text, upload)
+        texts = views.parse_batch(text, upload, pair)
     except LabError as err:
         raise gr.Error(str(err)) from err
-    rows = [r for r in ctx.source.rows() if r.get("bundle")]
     if not rows:
         raise _no_variants(ctx)
     labels = {}
@@ -114,7 +148,7 @@ def batch_check(ctx: AppContext, text: str, upload, folder: str | None):
         except (LabError, OSError) as err:
             raise gr.Error(f"variant {row['name']}: {err}") from err
     teacher = next((r["name"] for r in rows if r["kind"] == "teacher"), None)
-    result = tables.batch_table(texts, labels)
+    result = tables.batch_table(texts, labels, pair)
     folder = session_dir(ctx, folder)
     out = Path(folder) / "batch-predictions.csv"
     result.to_csv(out, index=False)

@@ -116,8 +116,12 @@ class StoreSource:
         return (f"Showing the **{len(rows)} variants of run {rows[0]['run']}** (the newest) from the run store "
                 f"`{self.root.name}`.")
 
-    def examples(self) -> list[str]:
-        return views.examples()
+    def examples(self, pair: tuple[str, str] | None = None) -> list:
+        """The shipped example sentences; for a pair task, pairs from the shown run's own test split."""
+        if not pair:
+            return views.examples()
+        rows = self.rows()
+        return views.pick_examples(_test_texts(self.root, rows) or _probe_texts(rows), pairs=True, shuffle=True)
 
 
 class PublishedSource:
@@ -136,8 +140,58 @@ class PublishedSource:
         note = f" ({broken} failed the manifest check and are not run)" if broken else ""
         return f"Serving the published run **{self.run.label}**: {len(rows)} variants{note}, read-only."
 
-    def examples(self) -> list[str]:
-        return list(self.run.examples) or views.examples()
+    def examples(self, pair: tuple[str, str] | None = None) -> list:
+        """What the run packs (its examples, then its test texts); for a pair task only its pairs."""
+        if not pair:
+            return [t for t in self.run.examples if isinstance(t, str)] or views.examples()
+        return views.pick_examples([*self.run.examples, *getattr(self.run, "test_texts", [])], pairs=True)
+
+
+def pair_of(rows: list[dict]) -> tuple[str, str] | None:
+    """The two input names of the task the variants shown classify (their bundle.json's "pair"), or None for single
+    texts: read from the first healthy bundle, teacher first (one run's variants share one task)."""
+    from ..bundle import read_meta
+
+    for row in views.teacher_first(rows):
+        if not row.get("bundle") or row.get("status", "ok") != "ok":
+            continue
+        try:
+            pair = read_meta(row["bundle"]).get("pair")
+        except (LabError, OSError):
+            continue
+        ok = isinstance(pair, list) and len(pair) == 2 and all(isinstance(c, str) for c in pair)
+        return (pair[0], pair[1]) if ok else None
+    return None
+
+
+def _test_texts(root: Path, rows: list[dict]) -> list:
+    """The test split of the run the rows come from (loaded from its recipe's data); [] when it cannot be loaded."""
+    from ..config import DataConfig
+    from ..data import load_data
+    from ..store import RunStore
+    from ..store_db import StoreError
+    from ..texts import texts_of
+
+    if not rows:
+        return []
+    try:
+        with RunStore(root, readonly=True) as store:
+            recipe = store.get_run(rows[0]["run"])["recipe"]
+        return texts_of(load_data(DataConfig(**recipe["data"])).splits["test"])
+    except (LabError, StoreError, OSError, ValueError, TypeError, KeyError):
+        return []  # the data moved or is offline: the bundles' probe texts stand in
+
+
+def _probe_texts(rows: list[dict]) -> list:
+    """The texts every bundle was checked with when saved (pairs for a pair task)."""
+    from ..bundle import read_meta
+
+    for row in views.teacher_first([r for r in rows if r.get("bundle")]):
+        try:
+            return list(read_meta(row["bundle"]).get("probe", {}).get("texts", []))
+        except (LabError, OSError):
+            continue
+    return []
 
 
 @dataclass
@@ -152,6 +206,10 @@ class AppContext:
     build: object | None = None          # the BuildProcess running or last run (the starter or a Lab build)
     build_lock: threading.Lock = field(default_factory=threading.Lock)
     _warming: threading.Thread | None = None
+
+    def pair(self) -> tuple[str, str] | None:
+        """The input names of the pair task shown now, or None when it classifies single texts."""
+        return pair_of(self.source.rows())
 
     def building(self) -> bool:
         return self.build is not None and self.build.state.running

@@ -176,8 +176,11 @@ def predictions_table(results: list[dict], teacher: str | None) -> pd.DataFrame:
     return pd.DataFrame(data, columns=PREDICTION_COLUMNS)
 
 
-def batch_table(texts: list[str], labels: dict[str, list[str]]) -> pd.DataFrame:
-    """One row per text, one column per variant's label."""
+def batch_table(texts: list, labels: dict[str, list[str]], pair: tuple[str, str] | None = None) -> pd.DataFrame:
+    """One row per text, one column per variant's label. A pair task's texts are pairs, shown (and downloaded) as
+    two columns named as in its data (``pair``), so the CSV goes back into a batch check as it is."""
+    if pair:
+        return pd.DataFrame({pair[0]: [a for a, _ in texts], pair[1]: [b for _, b in texts], **labels})
     return pd.DataFrame({"text": texts, **labels})
 
 
@@ -193,19 +196,42 @@ def agreement_summary(labels: dict[str, list[str]], teacher: str | None) -> pd.D
     return pd.DataFrame(rows, columns=["variant", "agrees with teacher", "of", "agreement %"])
 
 
-def markdown(rows: list[dict]) -> str:
-    """A README-ready Markdown table of the headline figures, ratios against the teacher."""
+def markdown(rows: list[dict], f1: bool = False) -> str:
+    """A README-ready Markdown table of the headline figures, ratios against the teacher. ``f1``: add the F1 of the
+    positive class with its CI and its change against the teacher (binary tasks: what MRPC reports)."""
     df = frame(rows)
     if df.empty:
         return ""
-    head = ("| variant | kind (parent) | accuracy % (95% CI) | of teacher | agreement % | MB | params M (non-zero) "
-            "| p50 ms | p95 ms | speed-up | smaller |")
+    f1_head = "F1 % (95% CI) | F1 vs teacher | " if f1 else ""
+    head = (f"| variant | kind (parent) | accuracy % (95% CI) | acc vs teacher | {f1_head}agreement % | MB "
+            f"| params M (non-zero) | p50 ms | p95 ms | speed-up | smaller |") if f1 else (
+        "| variant | kind (parent) | accuracy % (95% CI) | of teacher | agreement % | MB | params M (non-zero) "
+        "| p50 ms | p95 ms | speed-up | smaller |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    reference = _f1_positive(df.loc[df["is_reference"]].iloc[0])[0]
     for _, r in df.iterrows():
         parent = f" ({r['parent']})" if isinstance(r["parent"], str) and r["parent"] else ""
+        kept = (f"{_signed(r['points'])} | {_f1_cells(r, reference)} | " if f1 else f"{_pct(r['retention'])} % | ")
         lines.append(
             f"| {r['name']} | {r['kind']}{parent} | {_pct(r['accuracy'])} ({_pct(r['ci_low'])}–{_pct(r['ci_high'])}) "
-            f"| {_pct(r['retention'])} % | {_pct(r['agreement'])} | {_num(r['size_mb'])} "
+            f"| {kept}{_pct(r['agreement'])} | {_num(r['size_mb'])} "
             f"| {_num(r['params'] / 1e6, 2)} ({_num(r['nonzero_params'] / 1e6, 2)}) | {_num(r['latency_p50_ms'], 2)} "
             f"| {_num(r['latency_p95_ms'], 2)} | {_num(r['speedup'], 1, 'x')} | {_num(r['size_ratio'], 1, 'x')} |")
     return "\n".join(lines)
+
+
+def _f1_positive(row) -> tuple:
+    metrics = row.get("metrics") if isinstance(row.get("metrics"), dict) else {}
+    return tuple(metrics.get(k) for k in ("f1_positive", "f1_positive_ci_low", "f1_positive_ci_high"))
+
+
+def _f1_cells(row, reference) -> str:
+    value, low, high = _f1_positive(row)
+    if _missing(value):
+        return " | "
+    points = float(_pct(value)) - float(_pct(reference)) if not _missing(reference) else None
+    return f"{_pct(value)} ({_pct(low)}–{_pct(high)}) | {_signed(points)}"
+
+
+def _signed(points) -> str:
+    return "" if _missing(points) else f"{points:+.1f}"

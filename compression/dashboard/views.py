@@ -7,9 +7,12 @@ import csv
 import html
 import io
 import json
+import random
+import re
 from pathlib import Path
 
 from ..errors import LabError
+from ..texts import Text, as_text, char_length
 
 MAX_TEXT_CHARS = 5_000          # per text in the Playground; longer input is truncated, and the UI says so
 MAX_BATCH_LINES = 500           # texts per batch check
@@ -19,11 +22,52 @@ DATA_SOURCES = ["embedded:rotten-tomatoes"]  # the app never reads a data path a
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 RECIPES_DIR = PROJECT_DIR / "recipes"
 ASSETS_DIR = PROJECT_DIR / "assets"
+EXAMPLES_SHOWN, EXAMPLE_MAX_CHARS = 8, 200  # Playground examples of a pair task, from the run's test split
+PAIR_LINE_SEPARATORS = ("\t", "‖")  # a pasted pair: first text, a tab (or ‖, as the lab writes pairs), second
+
+
 def examples() -> list[str]:
     path = ASSETS_DIR / "examples.txt"
     if not path.is_file():
         return []
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def readable(column: str) -> str:
+    """A column name as a label for people: ``sentence1`` -> ``Sentence 1``, ``question_2`` -> ``Question 2``."""
+    words = re.sub(r"(?<=[^\W\d_]{2})(?=\d)", " ", column.replace("_", " ")).strip()
+    return words[:1].upper() + words[1:] if words else column
+
+
+def input_hints(pair: tuple[str, str] | None) -> dict:
+    """Labels of the Playground's and Batch check's inputs: one text box, or (a pair task) one per column."""
+    if not pair:
+        return {"pair": False, "first": "Text", "first_hint": "Type a sentence to classify with every variant",
+                "second": "Second input", "second_hint": "",
+                "batch": f"Texts, one per line (up to {MAX_BATCH_LINES})",
+                "upload": "…or a UTF-8 CSV with a text column (≤ 1 MB)"}
+    first, second = readable(pair[0]), readable(pair[1])
+    return {"pair": True, "first": first, "first_hint": f"The pair's first text ({pair[0]})",
+            "second": second, "second_hint": f"The pair's second text ({pair[1]})",
+            "batch": f"Pairs, one per line: {first}, a tab (or ‖), then {second} (up to {MAX_BATCH_LINES})",
+            "upload": f"…or a UTF-8 CSV with columns {pair[0]} and {pair[1]} (else its first two columns; ≤ 1 MB)"}
+
+
+def pick_examples(items, pairs: bool, shuffle: bool = False) -> list[Text]:
+    """Up to ``EXAMPLES_SHOWN`` short examples of the run's kind (pairs or single texts) from ``items``; items of
+    the other kind, or not texts at all, are dropped. ``shuffle``: a fixed random sample rather than the first."""
+    texts = []
+    for item in items:
+        try:
+            text = as_text(item)
+        except ValueError:
+            continue
+        if isinstance(text, tuple) == pairs:
+            texts.append(text)
+    if shuffle:
+        texts = random.Random(0).sample(texts, len(texts))
+    short = [t for t in texts if char_length(t) <= EXAMPLE_MAX_CHARS] or texts
+    return short[:EXAMPLES_SHOWN]
 
 
 def reference_rows() -> tuple[list[dict], str]:
@@ -81,18 +125,74 @@ def predictions_html(results: list[dict], rows: list[dict] | None = None, pendin
             + "".join(body) + "</tbody></table>")
 
 
-def parse_batch(text: str, upload: str | None) -> list[str]:
-    """Texts for a batch check: pasted lines, or the text column of an uploaded CSV (UTF-8, header row)."""
-    texts = _read_upload(upload) if upload else [line.strip() for line in (text or "").splitlines()]
-    texts = [t[:MAX_TEXT_CHARS] for t in texts if t]
+def parse_batch(text: str, upload: str | None, pair: tuple[str, str] | None = None) -> list[Text]:
+    """Texts for a batch check: pasted lines, or the text column of an uploaded CSV (UTF-8, header row). For a pair
+    task (``pair``: its column names), pairs: pasted ``first<TAB>second`` lines, or a CSV's two text columns."""
+    if pair:
+        texts = _upload_pairs(upload, pair) if upload else _pasted_pairs(text)
+    else:
+        texts = _read_upload(upload) if upload else [line.strip() for line in (text or "").splitlines()]
+        texts = [t[:MAX_TEXT_CHARS] for t in texts if t]
     if not texts:
-        raise LabError("no texts: paste one per line, or upload a CSV with a text column")
+        what = "pairs: paste one per line (two texts split by a tab), or upload a CSV with two text columns" if pair \
+            else "texts: paste one per line, or upload a CSV with a text column"
+        raise LabError(f"no {what}")
     if len(texts) > MAX_BATCH_LINES:
         raise LabError(f"{len(texts)} texts: a batch check takes at most {MAX_BATCH_LINES}")
     return texts
 
 
+def _pair(first: str, second: str, where: str) -> tuple[str, str] | None:
+    """A pair from two cells, each clipped; None when both are empty (a blank line); LabError when one is."""
+    first, second = (first or "").strip()[:MAX_TEXT_CHARS], (second or "").strip()[:MAX_TEXT_CHARS]
+    if not first and not second:
+        return None
+    if not first or not second:
+        raise LabError(f"{where}: a pair needs both texts, one is empty")
+    return first, second
+
+
+def _pasted_pairs(text: str) -> list[tuple[str, str]]:
+    pairs = []
+    for number, line in enumerate((text or "").splitlines(), start=1):
+        if not line.strip():
+            continue
+        sep = next((s for s in PAIR_LINE_SEPARATORS if s in line), None)
+        parts = line.split(sep) if sep else [line]
+        if len(parts) != 2:
+            raise LabError(f"line {number} holds {len(parts)} text(s): write each pair on one line as the first "
+                           f"text, a tab (or ‖), then the second text")
+        pairs.append(_pair(*parts, f"line {number}"))
+    return [p for p in pairs if p]
+
+
+def _upload_pairs(upload: str, pair: tuple[str, str]) -> list[tuple[str, str]]:
+    columns, rows = _csv_rows(upload)
+    by_name = {c.strip().lower(): c for c in columns}
+    for names in (pair, ("text", "text_pair")):
+        chosen = [by_name.get(n.lower()) for n in names]
+        if all(chosen):
+            break
+    else:
+        if len(columns) < 2:
+            raise LabError(f"the CSV needs a header with two text columns ({pair[0]} and {pair[1]}, or any two "
+                           f"first columns); found: {', '.join(columns) or 'no header'}")
+        chosen = columns[:2]
+    pairs = [_pair(row.get(chosen[0]), row.get(chosen[1]), f"line {n}") for n, row in enumerate(rows, start=2)]
+    return [p for p in pairs if p]
+
+
 def _read_upload(upload: str) -> list[str]:
+    columns, rows = _csv_rows(upload)
+    column = next((c for c in columns if c.strip().lower() in ("text", "sentence", "review", "content")), None)
+    if column is None:
+        raise LabError(f"the CSV needs a header with a text column (text, sentence, review or content); "
+                       f"found: {', '.join(columns) or 'no header'}")
+    return [(row.get(column) or "").strip() for row in rows]
+
+
+def _csv_rows(upload: str) -> tuple[list[str], list[dict]]:
+    """An uploaded CSV's header (named columns) and rows, or one clear LabError for what is wrong with it."""
     path = Path(upload)
     if path.stat().st_size > MAX_UPLOAD_BYTES:
         raise LabError(f"upload is larger than {MAX_UPLOAD_BYTES // 1_000_000} MB")
@@ -109,17 +209,13 @@ def _read_upload(upload: str) -> list[str]:
     try:
         reader = csv.DictReader(io.StringIO(content), dialect=dialect)
         columns = [c for c in (reader.fieldnames or []) if c]
-        column = next((c for c in columns if c.strip().lower() in ("text", "sentence", "review", "content")), None)
-        if column is None:
-            raise LabError(f"the CSV needs a header with a text column (text, sentence, review or content); "
-                           f"found: {', '.join(columns) or 'no header'}")
         rows = list(reader)
     except csv.Error as err:
         raise LabError(f"the CSV cannot be read: {err}") from None
     extra = next((i for i, row in enumerate(rows, start=2) if None in row), None)
     if extra is not None:
         raise LabError(f"line {extra} has more fields than the header: quote texts that contain the delimiter")
-    return [(row.get(column) or "").strip() for row in rows]
+    return columns, rows
 
 
 def app_recipes() -> list[str]:

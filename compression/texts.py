@@ -60,7 +60,3 @@ def one_line(text: Text) -> str:
     """A text as one line for people: a pair as ``first ‖ second``."""
     return text if isinstance(text, str) else PAIR_SEPARATOR.join(text)
 
-
-def key(text: Text) -> str:
-    """A text as one string for hashing and set membership (a pair's parts joined by a control character)."""
-    return text if isinstance(text, str) else f"{text[0]}\x1f{text[1]}"

@@ -109,7 +109,10 @@ def cmd_export(args) -> int:
         raise LabError("the store has no finished variants to export")
     for row in rows:
         row["bundle"] = None  # a path on the machine that built it means nothing elsewhere
-        row.pop("metrics", None)
+        metrics = row.pop("metrics", None) or {}
+        if "f1_positive" in metrics:  # binary tasks (MRPC reports it): the F1 of class 1 with its CI
+            row["f1_positive"] = metrics["f1_positive"]
+            row["f1_positive_ci"] = [metrics.get("f1_positive_ci_low"), metrics.get("f1_positive_ci_high")]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out, {"label": args.label, "exported": time.strftime("%Y-%m-%d"), "variants": rows},

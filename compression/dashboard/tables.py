@@ -221,8 +221,12 @@ def markdown(rows: list[dict], f1: bool = False) -> str:
 
 
 def _f1_positive(row) -> tuple:
+    """(F1 of class 1, CI low, CI high): from a store row's metrics, or as an exported reference row holds them."""
     metrics = row.get("metrics") if isinstance(row.get("metrics"), dict) else {}
-    return tuple(metrics.get(k) for k in ("f1_positive", "f1_positive_ci_low", "f1_positive_ci_high"))
+    if "f1_positive" in metrics:
+        return tuple(metrics.get(k) for k in ("f1_positive", "f1_positive_ci_low", "f1_positive_ci_high"))
+    ci = row.get("f1_positive_ci") if isinstance(row.get("f1_positive_ci"), list) else [None, None]
+    return row.get("f1_positive"), ci[0], ci[1]
 
 
 def _f1_cells(row, reference) -> str:

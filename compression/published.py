@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .errors import LabError
 from .files import temp_path
-from .texts import Text, as_text
+from .texts import Text, as_text, of_kind
 
 FORMAT = "compression-lab-published"
 VERSION = 1
@@ -318,15 +318,7 @@ def _pair(names) -> tuple[str, str] | None:
 
 def _texts(items, pairs: bool) -> list[Text]:
     """examples.json's texts of the run's kind (pairs as tuples); anything else in the list is left out."""
-    out = []
-    for item in items if isinstance(items, list) else []:
-        try:
-            text = as_text(item)
-        except ValueError:
-            continue
-        if isinstance(text, tuple) == pairs:
-            out.append(text)
-    return out
+    return of_kind(items if isinstance(items, list) else [], pairs)
 
 
 def _safe_name(name) -> bool:

@@ -33,6 +33,19 @@ def as_texts(items: Iterable) -> list[Text]:
     return texts
 
 
+def of_kind(items: Iterable, pairs: bool) -> list[Text]:
+    """The items that are texts of one kind (pairs, or single texts), pairs as tuples; anything else is left out."""
+    out = []
+    for item in items:
+        try:
+            text = as_text(item)
+        except ValueError:
+            continue
+        if isinstance(text, tuple) == pairs:
+            out.append(text)
+    return out
+
+
 def is_pairs(texts: Sequence[Text]) -> bool:
     return bool(texts) and isinstance(texts[0], tuple)
 

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from ..errors import LabError
-from ..texts import Text, as_text, char_length
+from ..texts import Text, char_length, of_kind
 
 MAX_TEXT_CHARS = 5_000          # per text in the Playground; longer input is truncated, and the UI says so
 MAX_BATCH_LINES = 500           # texts per batch check
@@ -56,14 +56,7 @@ def input_hints(pair: tuple[str, str] | None) -> dict:
 def pick_examples(items, pairs: bool, shuffle: bool = False) -> list[Text]:
     """Up to ``EXAMPLES_SHOWN`` short examples of the run's kind (pairs or single texts) from ``items``; items of
     the other kind, or not texts at all, are dropped. ``shuffle``: a fixed random sample rather than the first."""
-    texts = []
-    for item in items:
-        try:
-            text = as_text(item)
-        except ValueError:
-            continue
-        if isinstance(text, tuple) == pairs:
-            texts.append(text)
+    texts = of_kind(items, pairs)
     if shuffle:
         texts = random.Random(0).sample(texts, len(texts))
     short = [t for t in texts if char_length(t) <= EXAMPLE_MAX_CHARS] or texts

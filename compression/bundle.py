@@ -196,19 +196,29 @@ class Bundle:
     def logits(self, texts, batch_size: int = 32):
         """``(len(texts), num_labels)`` float32 numpy logits. Texts (pairs for a pair task) are padded per batch
         and truncated to max_length (a pair shares it, longest text first)."""
+        return self.outputs(texts, batch_size)[0]
+
+    def outputs(self, texts, batch_size: int = 32, layers: list[int] = ()):
+        """Logits as :meth:`logits`, and with ``layers`` (1-based hidden-state indices) the first token's state at
+        each of them: ``(len(texts), len(layers), hidden)`` float16, from the same forward pass (eager torch)."""
         import numpy as np
         import torch
 
         from .texts import char_length, encode
 
+        states = None
         if len(texts) == 0:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
+            return np.zeros((0, len(self.labels)), dtype=np.float32), states
         texts = self.check_texts(texts)
+        if layers:
+            if self.onnx:
+                raise LabError(f"{self.name} runs in ONNX Runtime: its hidden states are not available")
+            states = np.zeros((len(texts), len(layers), self.model.config.hidden_size), dtype=np.float16)
         # Batch texts of similar length together: far less padding, same logits.
         order = sorted(range(len(texts)), key=lambda i: char_length(texts[i]))
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         onnx = self.onnx
-        run = None if onnx else self._torch_runner()
+        run = None if onnx or layers else self._torch_runner()
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
                 index = order[start:start + batch_size]
@@ -217,9 +227,13 @@ class Bundle:
                                  max_length=self.max_length, return_tensors="np" if onnx else "pt")
                 if onnx:
                     out[index] = self.model(enc)
+                elif layers:
+                    result = self.model(**enc, output_hidden_states=True)
+                    out[index] = result.logits.float().numpy()
+                    states[index] = torch.stack([result.hidden_states[k][:, 0] for k in layers], 1).half().numpy()
                 else:
                     out[index] = (run(enc) if run is not None else self.model(**enc).logits).float().numpy()
-        return out
+        return out, states
 
     def token_counts(self, texts) -> list[int]:
         """Tokens per text (a pair's both texts and separators) before truncation: did the model see all of it?"""

@@ -109,7 +109,9 @@ class DistillConfig:
     alpha: float = field(default=0.5, metadata={"help": "weight of the gold-label cross-entropy, in [0, 1]"})
     temperature: float = field(default=2.0, metadata={"help": "softmax temperature T > 0"})
     hidden_weight: float = field(default=0.0, metadata={
-        "help": "weight of hidden-state MSE (needs the teacher's tokenizer; runs the teacher in the loop)"})
+        "help": "weight of hidden-state MSE: with the teacher's tokenizer every token's state (teacher in the loop); "
+                "with another tokenizer that cuts the texts alike (checked), the first token's state, standardised "
+                "per dimension and cached in the teacher's logits pass"})
     attention_weight: float = field(default=0.0, metadata={
         "help": "weight of attention KL (needs the teacher's tokenizer; runs the teacher in the loop)"})
     layer_map: list[int] | None = field(default=None, metadata={

@@ -2,8 +2,10 @@
 
 The teacher runs once per (teacher, data set, max length) over the raw text with its own tokenizer; its logits are
 cached on disk and added to each split as a column. Students then train on their own tokenization against that
-column, so distillation works across tokenizers and the training loop never runs the teacher — except for
-hidden-state / attention distillation, which needs token-aligned teacher states and so a shared tokenizer.
+column, so distillation works across tokenizers and the training loop never runs the teacher. Hidden-state
+distillation across tokenizers that cut texts alike (align.py) matches the teacher's first-token states, cached in
+the same pass as its logits; with a shared tokenizer, every token's state and the attention maps are matched with the
+teacher in the loop.
 
 Training goes through ``transformers.Trainer``: ``accelerate launch`` and ``torchrun`` scale it out unchanged.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import math
 import os
 import re
@@ -76,8 +79,12 @@ def shares_tokenizer(a, b) -> bool:
 # ---------------------------------------------------------------- teacher logits as data
 
 def teacher_logits(teacher_folder: str | Path, data: LabeledData, cache_dir: str | Path,
-                   progress: Progress | None = None) -> dict[str, np.ndarray]:
-    """The teacher's logits on every split, computed once and cached by (teacher, data, max length) fingerprints."""
+                   progress: Progress | None = None, layers: list[int] = ()) -> dict[str, np.ndarray]:
+    """The teacher's logits on every split, computed once and cached by (teacher, data, max length) fingerprints.
+
+    With ``layers``, the same pass over the training split also caches the first token's state at those teacher
+    layers (see :func:`teacher_states`), so intermediate-layer distillation costs no second teacher pass.
+    """
     from .bundle import fingerprint, load_bundle, read_meta
 
     from .codehash import code_digest
@@ -87,7 +94,9 @@ def teacher_logits(teacher_folder: str | Path, data: LabeledData, cache_dir: str
     key = f"{fingerprint(teacher_folder)}|{data.fingerprint}|{max_length}|{code}"
     key = hashlib.sha256(key.encode()).hexdigest()[:24]
     path = Path(cache_dir) / f"teacher-logits-{key}.npz"
-    if path.is_file():
+    train_texts = texts_of(data.splits["train"])
+    states_path = states_cache_path(teacher_folder, train_texts, layers, cache_dir) if layers else None
+    if path.is_file() and (states_path is None or states_path.is_file()):
         with np.load(path) as cached:
             if all(s in cached and len(cached[s]) == len(data.splits[s]) for s in SPLITS):
                 return {s: cached[s] for s in SPLITS}
@@ -95,10 +104,68 @@ def teacher_logits(teacher_folder: str | Path, data: LabeledData, cache_dir: str
     out = {}
     for i, split in enumerate(SPLITS):
         if progress:
-            progress(i / len(SPLITS), f"teacher logits on {split} ({len(data.splits[split]):,} texts)")
-        out[split] = teacher.logits(texts_of(data.splits[split]), batch_size=64)
+            progress(i / len(SPLITS), f"teacher logits on {split} ({len(data.splits[split]):,} texts)"
+                                      + (f" and its states at layers {list(layers)}" if split == "train" and layers
+                                         else ""))
+        if split == "train" and layers:
+            out[split], states = teacher.outputs(train_texts, batch_size=64, layers=layers)
+            save_cache(states_path, "states.before-cache", states=states, layers=np.asarray(layers))
+        else:
+            out[split] = teacher.logits(texts_of(data.splits[split]), batch_size=64)
     save_cache(path, "logits.before-cache", **out)
     return out
+
+
+def states_cache_path(teacher_folder, texts: list, layers, cache_dir) -> Path:
+    from .bundle import fingerprint, read_meta
+
+    from .codehash import code_digest
+
+    digest = hashlib.sha256()
+    for part in (fingerprint(teacher_folder), str(read_meta(teacher_folder)["max_length"]), str(list(layers)),
+                 code_digest("compression.distill"), json.dumps(texts)):
+        digest.update(part.encode() + b"\x1d")
+    return Path(cache_dir) / f"teacher-states-{digest.hexdigest()[:24]}.npz"
+
+
+def teacher_states(teacher_folder: str | Path, texts: list, layers: list[int], cache_dir: str | Path,
+                   progress: Progress | None = None) -> np.ndarray:
+    """The teacher's first-token state at each of ``layers`` (1-based) for every text: ``(len(texts), len(layers),
+    hidden)`` float16, cached by (teacher, max length, layers, texts). Read from the logits pass's cache when it
+    made them; otherwise one teacher pass over ``texts`` (e.g. augmented texts)."""
+    path = states_cache_path(teacher_folder, texts, layers, cache_dir)
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as cached:
+            if len(cached["states"]) == len(texts):
+                return cached["states"]
+    from .bundle import load_bundle
+
+    if progress:
+        progress(0.0, f"teacher states on {len(texts):,} texts at layers {list(layers)}")
+    states = load_bundle(teacher_folder).outputs(texts, batch_size=64, layers=layers)[1]
+    save_cache(path, "states.before-cache", states=states, layers=np.asarray(layers))
+    return states
+
+
+def state_layers(cfg: StudentConfig, teacher_folder: str | Path) -> list[int] | None:
+    """The teacher layers whose cached first-token states ``cfg`` learns from; None when it matches no hidden
+    states, or shares the teacher's tokenizer (then the teacher runs in the loop and every token is matched)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from .losses import uniform_layer_map
+    from .sources import resolve_model
+
+    if cfg.distill.hidden_weight == 0 or cfg.model is None:
+        return None
+    location = resolve_model(cfg.model)
+    student = AutoTokenizer.from_pretrained(location, trust_remote_code=False)
+    if shares_tokenizer(student, AutoTokenizer.from_pretrained(teacher_folder, trust_remote_code=False)):
+        return None
+    count = AutoConfig.from_pretrained(location, trust_remote_code=False).num_hidden_layers
+    if cfg.init == "pretrained-layers":
+        count = len(cfg.layers or every_other_layer(count))
+    teacher_count = AutoConfig.from_pretrained(teacher_folder, trust_remote_code=False).num_hidden_layers
+    return cfg.distill.layer_map or uniform_layer_map(count, teacher_count)
 
 
 def save_cache(path: Path, point: str, **arrays: np.ndarray) -> None:
@@ -114,8 +181,10 @@ def save_cache(path: Path, point: str, **arrays: np.ndarray) -> None:
     write_atomic(path, buffer.getvalue(), before_replace=lambda: failpoint(point))
 
 
-def tokenize(data: LabeledData, tokenizer, max_length: int, logits: dict[str, np.ndarray] | None = None):
-    """Splits tokenized for training: input ids, attention mask, labels and (for students) ``teacher_logits``."""
+def tokenize(data: LabeledData, tokenizer, max_length: int, logits: dict[str, np.ndarray] | None = None,
+             rows: bool = False):
+    """Splits tokenized for training: input ids, attention mask, labels and (for students) ``teacher_logits``;
+    with ``rows``, each training text's row number (its cached teacher states, :class:`CachedStates`)."""
     from datasets import DatasetDict
 
     def encode(batch):  # a pair keeps its structure: segment ids, and truncation shares the budget
@@ -130,21 +199,24 @@ def tokenize(data: LabeledData, tokenizer, max_length: int, logits: dict[str, np
             [c for c in ("text", "text_pair") if c in data.splits[split].column_names])
         if logits is not None:
             ds = ds.add_column("teacher_logits", logits[split].tolist())
+        if rows and split == "train":
+            ds = ds.add_column("row", list(range(len(ds))))
         out[split] = ds
     return DatasetDict(out)
 
 
 class Collator:
-    """Pads token fields per batch; stacks labels and teacher logits."""
+    """Pads token fields per batch; stacks labels, teacher logits and row numbers."""
 
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
 
     def __call__(self, features: list[dict]) -> dict:
-        extra = {k: [f.pop(k) for f in features] for k in ("labels", "teacher_logits") if k in features[0]}
+        extra = {k: [f.pop(k) for f in features] for k in ("labels", "teacher_logits", "row") if k in features[0]}
         batch = self.tokenizer.pad(features, return_tensors="pt")
-        if "labels" in extra:
-            batch["labels"] = torch.tensor(extra["labels"], dtype=torch.long)
+        for key in ("labels", "row"):
+            if key in extra:
+                batch[key] = torch.tensor(extra[key], dtype=torch.long)
         if "teacher_logits" in extra:
             batch["teacher_logits"] = torch.tensor(extra["teacher_logits"], dtype=torch.float32)
         return batch
@@ -152,19 +224,46 @@ class Collator:
 
 # ---------------------------------------------------------------- training
 
+class CachedStates:
+    """The teacher's first-token states for every training text at the teacher layers one student matches,
+    standardised per dimension: MPNet's hidden channels have outliers 35-500x their median, which would dominate a
+    plain MSE."""
+
+    def __init__(self, states: np.ndarray, cached_layers: list[int], layer_map: list[int]):
+        missing = [layer for layer in layer_map if layer not in cached_layers]
+        if missing:
+            raise LabError(f"teacher layers {missing} are not in the cached states (layers {cached_layers})")
+        self.layer_map = list(layer_map)
+        self.values = torch.from_numpy(np.ascontiguousarray(states[:, [cached_layers.index(k) for k in layer_map]]))
+        chunks = self.values.split(4096)
+        self.mean = sum(c.float().sum(0) for c in chunks) / len(self.values)
+        variance = sum(((c.float() - self.mean) ** 2).sum(0) for c in chunks) / len(self.values)
+        self.std = variance.sqrt().clamp_min(1e-4)
+
+    @property
+    def width(self) -> int:
+        return self.values.shape[-1]
+
+    def targets(self, rows: torch.Tensor) -> torch.Tensor:
+        """(B, layers, hidden) float32 standardised states of the given training rows."""
+        return (self.values[rows.cpu()].float() - self.mean) / self.std
+
+
 class DistillationTrainer(Trainer):
     """A ``Trainer`` whose loss is ``alpha * CE + (1 - alpha) * T^2 * KL`` against a ``teacher_logits`` column.
 
     Without ``distill`` it trains on gold labels only (plain cross-entropy), which is how teachers are fine-tuned.
     With ``distill.hidden_weight`` / ``attention_weight`` it also matches intermediate layers of ``teacher_model``
-    (run in the loop under ``no_grad``); learned projections live on the student as ``distill_projections`` so
-    they train and synchronise across processes with it, and are dropped before the student is saved.
+    (run in the loop under ``no_grad``), or with ``states`` its cached first-token states (a student with another,
+    aligned tokenizer: the teacher stays out of the loop); learned projections live on the student as
+    ``distill_projections`` so they train and synchronise across processes with it, and are dropped before the
+    student is saved.
     """
 
     def __init__(self, *args, distill: DistillConfig | None = None, teacher_model=None,
-                 layer_map: list[int] | None = None, **kwargs):
+                 layer_map: list[int] | None = None, states: CachedStates | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.distill, self.teacher_model, self.layer_map = distill, teacher_model, layer_map
+        self.distill, self.teacher_model, self.layer_map, self.states = distill, teacher_model, layer_map, states
         self.model_accepts_loss_kwargs = False  # our loss is a batch mean: let Trainer scale it for accumulation
         if teacher_model is not None:
             teacher_model.eval().requires_grad_(False)
@@ -173,6 +272,7 @@ class DistillationTrainer(Trainer):
         inputs = dict(inputs)  # prediction_step reads labels from its own dict afterwards
         labels = inputs.pop("labels", None)
         teacher = inputs.pop("teacher_logits", None)
+        rows = inputs.pop("row", None)
         d = self.distill
         want_hidden = bool(d and d.hidden_weight > 0)
         want_attention = bool(d and d.attention_weight > 0)
@@ -182,9 +282,24 @@ class DistillationTrainer(Trainer):
             loss = torch.nn.functional.cross_entropy(logits.float(), labels)
         else:
             loss = kd_loss(logits.float(), teacher.float(), labels, d.alpha, d.temperature)
-        if (want_hidden or want_attention) and model.training:
+        if self.states is not None:
+            if rows is not None and model.training:
+                loss = loss + self._state_loss(model, outputs, rows)
+        elif (want_hidden or want_attention) and model.training:
             loss = loss + self._intermediate_loss(model, inputs, outputs, want_hidden, want_attention)
         return (loss, outputs) if return_outputs else loss
+
+    def _state_loss(self, model, outputs, rows):
+        """MSE between the projected first-token state of each mapped student layer and the teacher's (cached,
+        standardised), averaged over layers."""
+        student = model.module if hasattr(model, "module") else model
+        targets = self.states.targets(rows).to(outputs.logits.device)
+        loss = 0.0
+        for i in range(len(self.layer_map)):  # student layer i + 1 learns teacher layer layer_map[i]
+            first = outputs.hidden_states[i + 1][:, :1].float()
+            loss = loss + hidden_mse(first, targets[:, i:i + 1], torch.ones_like(first[..., 0]),
+                                     student.distill_projections[i])
+        return self.distill.hidden_weight * loss / len(self.layer_map)
 
     def _intermediate_loss(self, model, inputs, outputs, want_hidden, want_attention):
         d = self.distill
@@ -259,9 +374,17 @@ def _resumable_checkpoint(folder: Path, setup: dict) -> str | None:
     return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
 
 
-def _intermediate_setup(model, teacher_model, distill: DistillConfig, name: str) -> list[int]:
+def _intermediate_setup(model, teacher_model, distill: DistillConfig, name: str,
+                        states: CachedStates | None = None) -> list[int]:
     """The layer map of intermediate-layer distillation; adds the learned projections (student width -> teacher
     width) it needs to the student and makes both models return attention maps when they are matched."""
+    if states is not None:  # standardised targets: a projection even at equal widths
+        if len(states.layer_map) != model.config.num_hidden_layers:
+            raise LabError(f"{name}: distill.layer_map {states.layer_map} must give one teacher layer for each of "
+                           f"the {model.config.num_hidden_layers} student layers")
+        model.distill_projections = torch.nn.ModuleList(
+            torch.nn.Linear(model.config.hidden_size, states.width) for _ in states.layer_map)
+        return states.layer_map
     if teacher_model is None:
         raise LabError(f"{name}: hidden/attention distillation needs the teacher model in the loop")
     s_layers, t_layers = model.config.num_hidden_layers, teacher_model.config.num_hidden_layers
@@ -279,12 +402,15 @@ def _intermediate_setup(model, teacher_model, distill: DistillConfig, name: str)
 
 
 def train(model, tokenizer, dataset, cfg: TrainConfig, output_dir: str | Path, seed: int, name: str,
-          distill: DistillConfig | None = None, teacher_model=None, progress: Progress | None = None):
+          distill: DistillConfig | None = None, teacher_model=None, progress: Progress | None = None,
+          states: CachedStates | None = None):
     """Train ``model`` on ``dataset['train']``, pick the best checkpoint on ``dataset['validation']``, return it.
 
-    ``dataset`` comes from :func:`tokenize`; with a ``teacher_logits`` column and ``distill`` it is distilled.
+    ``dataset`` comes from :func:`tokenize`; with a ``teacher_logits`` column and ``distill`` it is distilled, and
+    with ``states`` (and a ``row`` column) it also matches the teacher's cached first-token states.
     """
-    layer_map = _intermediate_setup(model, teacher_model, distill, name) if distill and distill.intermediate else None
+    layer_map = (_intermediate_setup(model, teacher_model, distill, name, states)
+                 if distill and distill.intermediate else None)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     per_step = cfg.batch_size * cfg.gradient_accumulation_steps * world
     steps_per_epoch = max(1, math.ceil(len(dataset["train"]) / per_step))
@@ -308,7 +434,7 @@ def train(model, tokenizer, dataset, cfg: TrainConfig, output_dir: str | Path, s
     trainer = DistillationTrainer(
         model=model, args=args, train_dataset=dataset["train"], eval_dataset=dataset["validation"],
         processing_class=tokenizer, data_collator=Collator(tokenizer), compute_metrics=_accuracy,
-        distill=distill, teacher_model=teacher_model, layer_map=layer_map,
+        distill=distill, teacher_model=teacher_model, layer_map=layer_map, states=states,
         callbacks=[ProgressCallback(progress, name)] if progress else None)
     if progress is not None:
         trainer.remove_callback(PrinterCallback)  # it would print every log dict

@@ -31,6 +31,7 @@ from .codehash import code_digest
 from .config import Recipe
 from .errors import LabError, failpoint
 from .store import RunStore, StoreError
+from .texts import texts_of
 
 Progress = Callable[[float, str], None]
 TRAINING_CODE = ("compression.distill",)  # what every training stage runs: the Trainer subclass, losses, data
@@ -110,6 +111,8 @@ class _Build:
         self.stage_dirs: dict[str, Path] = {}  # variant name -> its checkpoints, keyed by its input fingerprint
         self.reused: set[str] = set()
         self.logits = None
+        self.state_layers: dict[str, list[int]] = {}  # student -> teacher layers of the cached states it learns
+        self.cached_layers: list[int] = []  # the teacher layers whose first-token states are cached
         self.train_data, self.train_logits = None, None  # what distillation trains on: data + augmented texts
         self.transfer_texts: list[str] | None = None  # the transfer set's new texts, when the recipe has one
         self._progress, self._plan = progress, plan
@@ -266,14 +269,24 @@ def _teacher_stage(b: _Build) -> None:
 
 
 def _logits(b: _Build) -> None:
-    from .distill import teacher_logits
+    from .distill import state_layers, states_cache_path, teacher_logits
 
     b.report("logits", 0, "teacher logits: computing or reading the cache")
     t = time.perf_counter()
+    teacher = b.folders[b.recipe.teacher.name]
+    for cfg in b.recipe.students:  # students that learn cached teacher states: the logits pass caches those too
+        layers = state_layers(cfg, teacher)
+        if layers is not None:
+            b.state_layers[cfg.name] = layers
+    b.cached_layers = sorted({layer for layers in b.state_layers.values() for layer in layers})
     with b.procs.main_first():  # main computes and caches; the others then read the cache
-        b.logits = teacher_logits(b.folders[b.recipe.teacher.name], b.data, b.store.root / "cache",
-                                  lambda f, m: b.report("logits", f, m, log=False))
-    b.report("logits", 1, f"teacher logits ready ({time.perf_counter() - t:.1f} s)")
+        b.logits = teacher_logits(teacher, b.data, b.store.root / "cache",
+                                  lambda f, m: b.report("logits", f, m, log=False), layers=b.cached_layers)
+    states = ""
+    if b.cached_layers:
+        path = states_cache_path(teacher, texts_of(b.data.splits["train"]), b.cached_layers, b.store.root / "cache")
+        states = f"; first-token states at layers {b.cached_layers}: {path.stat().st_size / 1e6:,.1f} MB on disk"
+    b.report("logits", 1, f"teacher logits ready ({time.perf_counter() - t:.1f} s){states}")
 
 
 def _augment_key(b: _Build) -> list:

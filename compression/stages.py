@@ -108,36 +108,79 @@ def augment(b) -> None:
 
 
 def student(b, cfg) -> None:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     from .bundle import save_bundle
-    from .distill import shares_tokenizer, tokenize, train
-    from .errors import LabError
+    from .distill import tokenize, train
 
     training_data(b)
     teacher_dir = b.folders[b.recipe.teacher.name]
     b.report(cfg.name, 0, f"{cfg.name}: building student ({cfg.init}{' of ' + cfg.model if cfg.model else ''})")
     tokenizer, model = techniques.get(cfg.init, "student").apply(cfg, teacher_dir, b.data.labels)
-    teacher_model = None
-    if cfg.distill.intermediate:
-        if not shares_tokenizer(tokenizer, AutoTokenizer.from_pretrained(teacher_dir, trust_remote_code=False)):
-            raise LabError(f"{cfg.name}: hidden-state/attention distillation needs the teacher's tokenizer, and "
-                           f"{cfg.model} tokenizes differently; set distill.hidden_weight and attention_weight to 0 "
-                           f"(logit distillation works across tokenizers)")
-        teacher_model = AutoModelForSequenceClassification.from_pretrained(teacher_dir, trust_remote_code=False,
-                                                                           use_safetensors=True)
+    teacher_model, states, extra = None, None, {}
+    if cfg.name in b.state_layers:
+        states, extra["hidden_states"] = cached_states(b, cfg, tokenizer)
+    elif cfg.distill.intermediate:
+        teacher_model = teacher_in_loop(cfg, tokenizer, teacher_dir)
     t = time.perf_counter()
-    model = train(model, tokenizer, tokenize(b.train_data, tokenizer, cfg.max_length, b.train_logits), cfg.train,
-                  b.stage_dirs[cfg.name], b.recipe.seed, cfg.name, distill=cfg.distill, teacher_model=teacher_model,
-                  progress=b.trainer_progress(cfg.name))
+    dataset = tokenize(b.train_data, tokenizer, cfg.max_length, b.train_logits, rows=states is not None)
+    model = train(model, tokenizer, dataset, cfg.train, b.stage_dirs[cfg.name], b.recipe.seed, cfg.name,
+                  distill=cfg.distill, teacher_model=teacher_model, progress=b.trainer_progress(cfg.name),
+                  states=states)
     timings = {"train_seconds": round(time.perf_counter() - t, 2)}
     if not b.procs.main:
         return
     save_bundle(model, tokenizer, b.folders[cfg.name], name=cfg.name, kind="student", labels=b.data.labels,
                 max_length=cfg.max_length, parent=b.recipe.teacher.name, technique=cfg.init, pair=b.data.pair,
                 step={"stage": "student", **dataclasses.asdict(cfg)},
-                extra={"data": {"source": b.data.source, "fingerprint": b.data.fingerprint}})
+                extra={"data": {"source": b.data.source, "fingerprint": b.data.fingerprint}, **extra})
     b.evaluate_and_finish(cfg.name, timings, b.verify(cfg.name, timings))
+
+
+def teacher_in_loop(cfg, tokenizer, teacher_dir):
+    """The teacher model for hidden-state/attention distillation with a shared tokenizer (every token matched)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from .distill import shares_tokenizer
+    from .errors import LabError
+
+    if not shares_tokenizer(tokenizer, AutoTokenizer.from_pretrained(teacher_dir, trust_remote_code=False)):
+        raise LabError(f"{cfg.name}: attention distillation needs the teacher's tokenizer, and {cfg.model} "
+                       f"tokenizes differently; set distill.attention_weight to 0 (hidden states and logits "
+                       f"distill across tokenizers that cut texts alike)")
+    return AutoModelForSequenceClassification.from_pretrained(teacher_dir, trust_remote_code=False,
+                                                              use_safetensors=True)
+
+
+def cached_states(b, cfg, tokenizer):
+    """The teacher's cached first-token states for a student with another tokenizer, after checking on every
+    training text that both tokenizers cut it alike; and what the bundle records of it."""
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from .align import check_alignment
+    from .distill import CachedStates, teacher_states
+    from .errors import LabError
+
+    if cfg.distill.attention_weight > 0:
+        teacher_in_loop(cfg, tokenizer, b.folders[b.recipe.teacher.name])  # raises: attention needs the tokenizer
+    teacher_dir = b.folders[b.recipe.teacher.name]
+    texts = texts_of(b.train_data.splits["train"])
+    t = time.perf_counter()
+    found = check_alignment(tokenizer, AutoTokenizer.from_pretrained(teacher_dir, trust_remote_code=False), texts,
+                            cfg.name)
+    first = len(b.data.splits["train"])  # the data's texts come from the logits pass; augmented ones are extra
+    report = lambda f, m: b.report(cfg.name, 0.02, f"{cfg.name}: {m}", log=False)  # noqa: E731
+    with b.procs.main_first():
+        parts = [teacher_states(teacher_dir, part, b.cached_layers, b.store.root / "cache", report)
+                 for part in (texts[:first], texts[first:]) if part]
+    states = CachedStates(parts[0] if len(parts) == 1 else np.concatenate(parts), b.cached_layers,
+                          b.state_layers[cfg.name])
+    if len(states.values) != len(texts):
+        raise LabError(f"{cfg.name}: {len(states.values):,} cached teacher states for {len(texts):,} training texts")
+    b.report(cfg.name, 0.04, f"{cfg.name}: token alignment with the teacher: {found.summary()}; learns the "
+                             f"teacher's first-token states at layers {states.layer_map} "
+                             f"({states.values.numel() * 2 / 1e6:,.0f} MB; {time.perf_counter() - t:.1f} s)")
+    return states, {"alignment": {"texts": found.texts, "mismatched": found.mismatched},
+                    "positions": "first token", "layer_map": states.layer_map}
 
 
 def fp32_source(folder: Path):

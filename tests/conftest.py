@@ -52,8 +52,8 @@ def synthetic_pairs(n: int, seed: int = 0) -> list[tuple[str, str, int]]:
     return rows
 
 
-def write_vocab(folder: Path, extra: list[str] = ()) -> Path:
-    words = sorted(set(POSITIVE + NEGATIVE + FILLER + list(extra)))
+def write_vocab(folder: Path, extra: list[str] = (), drop: list[str] = ()) -> Path:
+    words = sorted(set(POSITIVE + NEGATIVE + FILLER + list(extra)) - set(drop))
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words
     path = folder / "vocab.txt"
     path.write_text("\n".join(vocab) + "\n")
@@ -61,13 +61,13 @@ def write_vocab(folder: Path, extra: list[str] = ()) -> Path:
 
 
 def make_tiny_backbone(folder: Path, hidden: int = 32, layers: int = 2, seed: int = 0, extra_vocab=(),
-                       heads: int = 2) -> Path:
+                       heads: int = 2, drop_vocab=()) -> Path:
     """Save a tiny BertModel + WordPiece tokenizer as a plain local model folder (like the embedded backbones)."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
-    vocab = write_vocab(folder, list(extra_vocab))
+    vocab = write_vocab(folder, list(extra_vocab), list(drop_vocab))
     # transformers 5: BertTokenizerFast(vocab_file=...) silently ignores the file; `vocab=` is the argument now.
     tokenizer = BertTokenizer(vocab=str(vocab), do_lower_case=True)
     torch.manual_seed(seed)

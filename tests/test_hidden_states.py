@@ -1,0 +1,177 @@
+"""Hidden-state distillation across tokenizers that cut texts alike: token alignment, the teacher's first-token
+states cached in its logits pass, and students that learn them with the teacher out of the loop."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from compression.align import MAX_MISMATCH, alignment, check_alignment, id_map
+from compression.bundle import load_bundle
+from compression.config import DataConfig, DistillConfig, TrainConfig
+from compression.data import load_data
+from compression.distill import CachedStates, teacher_logits, teacher_states, tokenize, train
+from compression.errors import LabError
+from compression.sources import load_tokenizer_and_model
+
+from .conftest import make_tiny_backbone, run_cli
+
+FAST = dict(batch_size=16, learning_rate=3e-3, warmup_ratio=0.0)
+
+
+@pytest.fixture(scope="module")
+def shifted(tmp_path_factory):
+    """A backbone whose vocabulary has one extra word sorting first: every id is 1 higher than tiny_model's, the
+    pieces are the same (like MiniLM and MPNet). It is also wider (48) and has 1 layer."""
+    return make_tiny_backbone(tmp_path_factory.mktemp("shifted") / "m", hidden=48, layers=1, seed=3,
+                              extra_vocab=["aaa"])
+
+
+def _tokenizer(folder):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder)
+
+
+def test_id_map_matches_pieces_by_string_not_by_id(tiny_model, shifted):
+    student, teacher = _tokenizer(tiny_model), _tokenizer(shifted)
+    mapping = id_map(student, teacher)
+    good = student.convert_tokens_to_ids("good")
+    assert mapping[good] == good + 1 == teacher.convert_tokens_to_ids("good")
+    texts = ["the film was good", ("a dull plot", "great acting")]
+    assert alignment(student, teacher, texts[:1]).mismatched == 0
+    assert alignment(student, teacher, texts[1:]).mismatched == 0  # a pair: both texts compared
+
+
+def test_alignment_counts_texts_cut_differently(tiny_model, tmp_path):
+    student = _tokenizer(make_tiny_backbone(tmp_path / "few", drop_vocab=["good", "dull"]))
+    teacher = _tokenizer(tiny_model)
+    texts = ["the film was good", "the plot was dull", "great acting", "a fine cast"]
+    found = alignment(student, teacher, texts)
+    assert (found.texts, found.mismatched, found.example) == (4, 2, "the film was good")
+    assert found.rate == 0.5 and "2 tokenized differently (50.00 %)" in found.summary()
+    with pytest.raises(LabError, match=r"2 tokenized differently .* above the 1 % allowed .*hidden_weight to 0"):
+        check_alignment(student, teacher, texts, "s")
+    assert check_alignment(student, teacher, texts[2:], "s").mismatched == 0
+    assert MAX_MISMATCH == 0.01
+
+
+def test_outputs_give_the_first_token_state_of_the_same_pass(tiny_teacher):
+    teacher = load_bundle(tiny_teacher)
+    texts = ["the film was good", "a dull and tedious plot with a weak ending", "great"]
+    logits, states = teacher.outputs(texts, batch_size=2, layers=[1, 2])
+    assert states.shape == (3, 2, 32) and states.dtype == np.float16
+    np.testing.assert_allclose(logits, teacher.logits(texts), atol=1e-4)
+    with torch.inference_mode():
+        enc = teacher.tokenizer(texts[1:2], return_tensors="pt")
+        hidden = teacher.model(**enc, output_hidden_states=True).hidden_states
+    np.testing.assert_allclose(states[1], torch.stack([hidden[1][0, 0], hidden[2][0, 0]]).numpy(), atol=2e-2)
+
+
+def test_states_are_cached_in_the_logits_pass(tiny_teacher, tiny_data, tmp_path, monkeypatch):
+    data = load_data(DataConfig(source=str(tiny_data)))
+    texts = list(data.splits["train"]["text"])
+    teacher_logits(tiny_teacher, data, tmp_path, layers=[2])
+    assert len(list(tmp_path.glob("teacher-states-*.npz"))) == 1
+
+    import compression.bundle
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("the teacher ran again")
+
+    monkeypatch.setattr(compression.bundle, "load_bundle", no_pass)
+    states = teacher_states(tiny_teacher, texts, [2], tmp_path)  # read from the logits pass's cache
+    assert states.shape == (len(texts), 1, 32)
+    teacher_logits(tiny_teacher, data, tmp_path, layers=[2])  # both caches hit
+    monkeypatch.undo()
+    other = teacher_states(tiny_teacher, texts[:5], [2], tmp_path)  # other texts: their own pass, same values
+    np.testing.assert_allclose(other.astype(np.float32), states[:5].astype(np.float32), atol=2e-2)
+
+
+def test_cached_states_standardise_per_dimension():
+    rng = np.random.default_rng(0)
+    states = rng.normal(size=(500, 3, 8)).astype(np.float16)
+    states[:, :, 0] *= 300  # an outlier channel, like MPNet's
+    cached = CachedStates(states, [4, 8, 12], [8, 12])
+    assert cached.values.shape == (500, 2, 8) and cached.layer_map == [8, 12]
+    targets = cached.targets(torch.arange(500))
+    assert torch.allclose(targets.mean(0), torch.zeros(2, 8), atol=1e-3)
+    assert torch.allclose(targets.std(0, unbiased=False), torch.ones(2, 8), atol=1e-2)
+    with pytest.raises(LabError, match=r"teacher layers \[6\] are not in the cached states"):
+        CachedStates(states, [4, 8, 12], [6, 12])
+
+
+def test_student_learns_cached_states_with_the_teacher_out_of_the_loop(tiny_teacher, tiny_data, shifted, tmp_path,
+                                                                       monkeypatch):
+    """The hidden-state loss falls, the projection (48 -> 32) trains and is dropped from the returned model."""
+    import compression.distill
+    from compression.losses import hidden_mse
+
+    data = load_data(DataConfig(source=str(tiny_data)))
+    logits = teacher_logits(tiny_teacher, data, tmp_path / "cache", layers=[2])
+    states = CachedStates(teacher_states(tiny_teacher, list(data.splits["train"]["text"]), [2], tmp_path / "cache"),
+                          [2], [2])
+    tokenizer, student = load_tokenizer_and_model(str(shifted), data.labels)
+    calls = []
+
+    def spy(student_hidden, teacher_hidden, mask, projection=None):
+        loss = hidden_mse(student_hidden, teacher_hidden, mask, projection)
+        calls.append((loss.item(), projection.weight.detach().clone()))
+        return loss
+
+    monkeypatch.setattr(compression.distill, "hidden_mse", spy)
+    trained = train(student, tokenizer, tokenize(data, tokenizer, 32, logits, rows=True),
+                    TrainConfig(epochs=4, **FAST), tmp_path / "w", seed=0, name="s",
+                    distill=DistillConfig(alpha=0.5, hidden_weight=1.0), states=states)
+    assert len(calls) >= 40  # 13 steps an epoch, training only (validation batches have no rows)
+    losses = [c[0] for c in calls]
+    assert sum(losses[-5:]) < 0.8 * sum(losses[:5]), (losses[:5], losses[-5:])
+    assert calls[0][1].shape == (32, 48) and not torch.equal(calls[0][1], calls[-1][1])
+    assert not any("distill_projections" in k for k in trained.state_dict())
+
+
+def _build(tmp_path, data, teacher, students: str):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: r\ndata: {{source: {data}}}\n"
+                      f"teacher: {{model: {teacher}, max_length: 32, train: {{epochs: 2, batch_size: 16, "
+                      f"learning_rate: 3.0e-3, warmup_ratio: 0.0}}}}\nstudents:\n{students}")
+    return run_cli("build", str(recipe), "--store", str(tmp_path / "store"))
+
+
+def test_build_on_pairs_distills_first_token_states_across_tokenizers(tiny_pair_data, tiny_model, shifted,
+                                                                      tmp_path):
+    result = _build(tmp_path, tiny_pair_data, tiny_model,
+                    f"  - {{name: s, model: {shifted}, max_length: 32, distill: {{hidden_weight: 1.0}},\n"
+                    f"     train: {{epochs: 2, batch_size: 16, learning_rate: 3.0e-3}}}}\n")
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert "first-token states at layers [2]" in log and "MB on disk" in log, log
+    assert "token alignment with the teacher: 240 texts, 0 tokenized differently (0.00 %)" in log, log
+    assert len(list((tmp_path / "store" / "cache").glob("teacher-states-*.npz"))) == 1
+    rows = {r["name"]: r for r in map(json.loads, run_cli("list", "--json", "--store", str(tmp_path / "store"))
+                                      .stdout.splitlines())}
+    bundle = load_bundle(rows["s"]["bundle"])
+    assert bundle.pair and bundle.meta["hidden_states"] == {
+        "alignment": {"texts": 240, "mismatched": 0}, "positions": "first token", "layer_map": [2]}
+    assert not any("distill_projections" in k for k in bundle.model.state_dict())
+    assert rows["s"]["accuracy"] is not None
+
+
+def test_build_refuses_a_tokenizer_that_cuts_texts_differently(tiny_data, tiny_model, tmp_path):
+    other = make_tiny_backbone(tmp_path / "few", drop_vocab=["good", "bad"])
+    result = _build(tmp_path, tiny_data, tiny_model,
+                    f"  - {{name: s, model: {other}, max_length: 32, distill: {{hidden_weight: 1.0}}}}\n")
+    assert result.returncode == 1
+    assert "tokenized differently" in result.stderr and "hidden_weight to 0" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_attention_distillation_still_needs_the_teachers_tokenizer(tiny_data, tiny_model, shifted, tmp_path):
+    result = _build(tmp_path, tiny_data, tiny_model,
+                    f"  - {{name: s, model: {shifted}, max_length: 32, distill: {{attention_weight: 1.0}}}}\n")
+    assert result.returncode == 1
+    assert "attention distillation needs the teacher's tokenizer" in result.stderr
+    assert "Traceback" not in result.stderr

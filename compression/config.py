@@ -44,10 +44,16 @@ class DataConfig:
     max_train_samples: int | None = field(default=None, metadata={"help": "seeded subset of train"})
     max_eval_samples: int | None = field(default=None, metadata={"help": "seeded subset of validation"})
     max_test_samples: int | None = field(default=None, metadata={"help": "seeded subset of test"})
+    selection: str | None = field(default=None, metadata={
+        "help": "labelled data (same columns) split once, seeded, into a tuning half that replaces validation "
+                "(checkpoints are chosen on it) and a reporting half every variant is also scored on (the "
+                "held-out figure); it must share no text with test"})
     seed: int = 42
 
     def __post_init__(self):
         _check(bool(self.source and self.source.strip()), "source", self.source, "a non-empty reference")
+        _check(self.selection is None or bool(self.selection.strip()), "selection", self.selection,
+               "a non-empty data reference or null")
         for name in ("max_train_samples", "max_eval_samples", "max_test_samples"):
             value = getattr(self, name)
             _check(value is None or value >= 1, name, value, "an integer >= 1 or null")

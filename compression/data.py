@@ -17,7 +17,7 @@ from .errors import LabError
 from .sources import EMBEDDED_DATA, EMBEDDED_PREFIX, _embedded_name, hub_error, rotten_tomatoes_file
 
 if TYPE_CHECKING:
-    from datasets import DatasetDict
+    from datasets import Dataset, DatasetDict
 
     from .config import DataConfig
 
@@ -46,11 +46,18 @@ class LabeledData:
     fingerprint: str       # changes whenever any text, label or label name changes
     carved: tuple[str, ...] = ()  # splits the source lacked (or hid the labels of), cut out of its train rows
     pair: tuple[str, str] | None = None  # a pair task's two column names in the source (labels for people)
+    heldout: "Dataset | None" = None  # the reporting half of a selection set: scored, never trained or selected on
+    selection: dict | None = None  # how the selection set was split (source, seed, sizes), recorded with the run
 
     def summary(self) -> str:
         sizes = ", ".join(f"{s} {len(self.splits[s]):,}" for s in SPLITS)
         kind = f"pairs of {self.pair[0]} + {self.pair[1]}, " if self.pair else ""
-        return f"{self.source}: {kind}{len(self.labels)} classes ({', '.join(self.labels)}); {sizes}"
+        chosen = ""
+        if self.selection:
+            s = self.selection
+            chosen = (f"; validation is the tuning half ({s['tuning']:,}) of {s['source']} (seed {s['seed']}), its "
+                      f"reporting half ({s['reporting']:,}) is scored as held-out")
+        return f"{self.source}: {kind}{len(self.labels)} classes ({', '.join(self.labels)}); {sizes}{chosen}"
 
 
 def _data_file_kwargs(path: Path) -> tuple[str, dict]:
@@ -210,7 +217,7 @@ def load_data(cfg: "DataConfig", base_dir: str | Path | None = None) -> LabeledD
     Missing splits are carved out of train deterministically (validation 10 %, test 10 %). A split whose labels are
     all hidden (GLUE's test split uses -1) counts as missing. Relative paths are tried against ``base_dir`` too.
     """
-    from datasets import ClassLabel, DatasetDict
+    from datasets import ClassLabel, DatasetDict, concatenate_datasets
 
     raw, default_names = _raw(cfg.source, Path(base_dir) if base_dir else None)
     any_split = next(iter(raw.values()))
@@ -234,11 +241,42 @@ def load_data(cfg: "DataConfig", base_dir: str | Path | None = None) -> LabeledD
 
     splits = {s: ds.map(encode, batched=True) for s, ds in splits.items()}
     splits = {s: ds.cast_column("label", ClassLabel(names=names)) for s, ds in splits.items()}
+    heldout = selection = None
+    if cfg.selection is not None:
+        rows = _labelled_splits(_raw(cfg.selection, Path(base_dir) if base_dir else None)[0], (text_col, pair_col),
+                                label_col, cfg.selection)
+        unknown = {v for ds in rows.values() for v in ds.unique("label")} - set(mapping)
+        if unknown:
+            raise LabError(f"selection {cfg.selection}: labels {sorted(map(str, unknown))} are not labels of "
+                           f"{cfg.source} ({', '.join(map(str, mapping))})")
+        rows = concatenate_datasets([ds.map(encode, batched=True).cast_column("label", ClassLabel(names=names))
+                                     for ds in rows.values()]).shuffle(seed=cfg.seed)
+        half = len(rows) // 2
+        splits["validation"], heldout = rows.select(range(half)), rows.select(range(half, len(rows)))
+        selection = {"source": cfg.selection, "seed": cfg.seed, "tuning": half, "reporting": len(rows) - half}
     carved = _complete_splits(splits, cfg)
     _apply_limits(splits, cfg)
     splits = DatasetDict({s: splits[s] for s in SPLITS})
+    if heldout is not None:
+        _check_apart(splits["test"], rows, cfg.selection)
     pair = (text_col, pair_col) if pair_col is not None else None
-    return LabeledData(splits, names, cfg.source, _fingerprint(splits, names), carved, pair)
+    fp = _fingerprint(splits, names, heldout)
+    return LabeledData(splits, names, cfg.source, fp, carved, pair, heldout, selection)
+
+
+def _check_apart(test, selection, source: str) -> None:
+    """A selection set must not contain a test text (lower-cased, letters and digits only): choosing checkpoints
+    on the texts a figure is reported on makes the figure optimistic."""
+    from .augment import normal_form
+
+    def forms(ds):
+        pairs = ds["text_pair"] if "text_pair" in ds.column_names else [""] * len(ds)
+        return {normal_form(f"{a} {b}") for a, b in zip(ds["text"], pairs)}
+
+    shared = forms(test) & forms(selection)
+    if shared:
+        raise LabError(f"selection {source} shares {len(shared):,} texts with the test split (e.g. "
+                       f"\"{next(iter(sorted(shared)))[:60]}\"): never select on the data you report on")
 
 
 def _text_columns(columns: list[str], cfg: "DataConfig") -> tuple[str, str | None]:
@@ -370,11 +408,12 @@ def align_labels(data_labels: list[str], model_labels: list[str], source: str = 
     raise LabError(f"{source}: labels {data_labels} do not match the model's labels {model_labels}")
 
 
-def _fingerprint(splits, names: list[str]) -> str:
+def _fingerprint(splits, names: list[str], heldout=None) -> str:
     digest = hashlib.sha256("\x1f".join(names).encode())
-    for split in SPLITS:
+    parts = {s: splits[s] for s in SPLITS} | ({"heldout": heldout} if heldout is not None else {})
+    for split, ds in parts.items():
         digest.update(split.encode())
-        for batch in splits[split].iter(batch_size=4096):
+        for batch in ds.iter(batch_size=4096):
             seconds = batch.get("text_pair")  # single-text data hash as they always did
             for i, (text, label) in enumerate(zip(batch["text"], batch["label"])):
                 text = text if seconds is None else f"{text}\x1f{seconds[i]}"

@@ -194,9 +194,20 @@ class _Build:
         from .metrics import score
 
         t = time.perf_counter()
-        metrics = score(load_bundle(self.folders[name]), self.data.splits["test"], self.logits["test"])
+        bundle = load_bundle(self.folders[name])
+        metrics = score(bundle, self.data.splits["test"], self.logits["test"]) | self.heldout_metrics(bundle)
         timings["evaluate_seconds"] = round(time.perf_counter() - t, 2)
         self.finish(name, metrics, timings, check)
+
+    def heldout_metrics(self, bundle) -> dict[str, float]:
+        """Accuracy (with its CI) on the reporting half of the selection set, when the data has one."""
+        from .metrics import score
+
+        if self.data.heldout is None:
+            return {}
+        found = score(bundle, self.data.heldout)
+        keys = ("accuracy", "accuracy_ci_low", "accuracy_ci_high", "test_examples")
+        return {f"heldout_{k.replace('test_', '')}": found[k] for k in keys}
 
     def clean(self, name: str) -> None:
         """Drop a stage's training checkpoints once every process is done with them."""

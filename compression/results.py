@@ -21,6 +21,9 @@ def variant_row(v) -> dict:
             "run": v.run_id, "accuracy": m.get("accuracy"),
             "accuracy_ci": [m.get("accuracy_ci_low"), m.get("accuracy_ci_high")],
             "f1": m.get("f1"), "agreement": m.get("agreement"), "ece": m.get("ece"),
+            # the reporting half of the recipe's selection set, when it has one (the held-out figure)
+            "heldout_accuracy": m.get("heldout_accuracy"),
+            "heldout_accuracy_ci": [m.get("heldout_accuracy_ci_low"), m.get("heldout_accuracy_ci_high")],
             "size_mb": round(size / 1e6, 3) if size is not None else None,
             "params": _int(m.get("params")), "nonzero_params": _int(m.get("nonzero_params")),
             "latency_p50_ms": m.get("latency_p50_ms"), "latency_p95_ms": m.get("latency_p95_ms"),

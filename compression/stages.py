@@ -42,8 +42,8 @@ def teacher(b) -> None:
     t = time.perf_counter()
     from .metrics import score_logits
 
-    test = data.splits["test"]
-    metrics = score_logits(load_bundle(b.folders[cfg.name]).logits(texts_of(test)), test["label"])
+    test, bundle = data.splits["test"], load_bundle(b.folders[cfg.name])
+    metrics = score_logits(bundle.logits(texts_of(test)), test["label"]) | b.heldout_metrics(bundle)
     timings["evaluate_seconds"] = round(time.perf_counter() - t, 2)
     b.finish(cfg.name, metrics, timings, check)
 

@@ -207,11 +207,18 @@ def markdown(rows: list[dict], f1: bool = False) -> str:
             f"| params M (non-zero) | p50 ms | p95 ms | speed-up | smaller |") if f1 else (
         "| variant | kind (parent) | accuracy % (95% CI) | of teacher | agreement % | MB | params M (non-zero) "
         "| p50 ms | p95 ms | speed-up | smaller |")
+    heldout = "heldout_accuracy" in df and df["heldout_accuracy"].notna().any()
+    if heldout:  # the recipe chose checkpoints on a selection set: its reporting half's accuracy
+        head = head.replace(" | agreement %", " | held-out % (95% CI) | agreement %")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     reference = _f1_positive(df.loc[df["is_reference"]].iloc[0])[0]
     for _, r in df.iterrows():
         parent = f" ({r['parent']})" if isinstance(r["parent"], str) and r["parent"] else ""
         kept = (f"{_signed(r['points'])} | {_f1_cells(r, reference)} | " if f1 else f"{_pct(r['retention'])} % | ")
+        if heldout:
+            low, high = r["heldout_accuracy_ci"] if isinstance(r["heldout_accuracy_ci"], list) else (None, None)
+            kept += (f"{_pct(r['heldout_accuracy'])} ({_pct(low)}–{_pct(high)}) | "
+                     if not _missing(r["heldout_accuracy"]) else " | ")
         lines.append(
             f"| {r['name']} | {r['kind']}{parent} | {_pct(r['accuracy'])} ({_pct(r['ci_low'])}–{_pct(r['ci_high'])}) "
             f"| {kept}{_pct(r['agreement'])} | {_num(r['size_mb'])} "

@@ -155,20 +155,31 @@ def _contains_known(form: str, by_head: dict[str, set[str]], n: int) -> bool:
     return False
 
 
-def _label(teacher, texts: list[str], report: Progress, what: str) -> np.ndarray:
-    """The teacher's logits on ``texts``, in chunks with progress: one forward pass per text dominates the time."""
+def _label(teacher, texts: list[str], report: Progress, what: str, layers: list[int] = (),
+           cache_dir: str | Path | None = None) -> np.ndarray:
+    """The teacher's logits on ``texts``, in chunks with progress: one forward pass per text dominates the time.
+    With ``layers``, the same pass caches their first-token states in ``cache_dir`` (hidden-state distillation)."""
     logits = np.zeros((len(texts), len(teacher.labels)), dtype=np.float32)
+    states = np.zeros((len(texts), len(layers), teacher.model.config.hidden_size), dtype=np.float16) if layers else None
     step = 2048
     for start in range(0, len(texts), step):
         report(start / max(len(texts), 1), f"{what}: teacher labels {start:,}/{len(texts):,} new texts")
-        logits[start:start + step] = teacher.logits(texts[start:start + step], batch_size=64)
+        chunk = teacher.outputs(texts[start:start + step], batch_size=64, layers=layers)
+        logits[start:start + step] = chunk[0]
+        if layers:
+            states[start:start + step] = chunk[1]
+    if layers:
+        from .distill import save_cache, states_cache_path
+
+        save_cache(states_cache_path(teacher.folder, texts, layers, cache_dir), "states.before-cache",
+                   states=states, layers=np.asarray(layers))
     return logits
 
 
 def teacher_transfer(teacher_folder: str | Path, texts: list[str], cache_dir: str | Path,
-                     progress: Progress | None = None) -> np.ndarray:
+                     progress: Progress | None = None, layers: list[int] = ()) -> np.ndarray:
     """The teacher's logits on a transfer set's ``texts``, cached on disk (key: teacher content and max length, the
-    texts, the lab's version)."""
+    texts, the lab's version); with ``layers`` their first-token states too, from the same pass."""
     from .bundle import fingerprint, load_bundle, read_meta
     from .codehash import code_digest
     from .distill import save_cache
@@ -180,15 +191,16 @@ def teacher_transfer(teacher_folder: str | Path, texts: list[str], cache_dir: st
     if path.is_file():
         with np.load(path, allow_pickle=False) as cached:
             return cached["logits"]
-    logits = _label(load_bundle(teacher_folder), texts, progress or (lambda f, m: None), "transfer")
+    logits = _label(load_bundle(teacher_folder), texts, progress or (lambda f, m: None), "transfer", layers, cache_dir)
     save_cache(path, "transfer.before-cache", logits=logits)
     return logits
 
 
 def teacher_augmented(teacher_folder: str | Path, train_texts: list[str], cfg, seed: int, cache_dir: str | Path,
-                      progress: Progress | None = None,
-                      other_texts: list[str] = ()) -> tuple[list[str], np.ndarray]:
-    """Augmented texts and the teacher's logits on them, cached on disk.
+                      progress: Progress | None = None, other_texts: list[str] = (),
+                      layers: list[int] = ()) -> tuple[list[str], np.ndarray]:
+    """Augmented texts and the teacher's logits on them (with ``layers``, their first-token states from the same
+    pass), cached on disk.
 
     The cache key covers everything the result depends on: the teacher's content and max length, the training texts,
     the other splits' texts (copies equal to one are dropped), the config, the seed and the lab's version.
@@ -219,7 +231,7 @@ def teacher_augmented(teacher_folder: str | Path, train_texts: list[str], cfg, s
     embeddings = teacher.model.get_input_embeddings().weight.detach().float().numpy()
     neighbours = embedding_neighbours(embeddings, words, wanted, cfg.neighbours)
     texts = augment_texts(chosen, neighbours, cfg.copies, cfg.replace, seed, avoid=set(other_texts))
-    logits = _label(teacher, texts, report, "augment")
+    logits = _label(teacher, texts, report, "augment", layers, cache_dir)
     # Texts as UTF-8 JSON bytes: a fixed-width numpy string array would take rows x longest text x 4 bytes.
     save_cache(path, "augment.before-cache", texts=np.frombuffer(json.dumps(texts).encode(), dtype=np.uint8),
                logits=logits)

@@ -269,14 +269,15 @@ def _check_apart(test, selection, source: str) -> None:
     on the texts a figure is reported on makes the figure optimistic."""
     from .augment import normal_form
 
-    def forms(ds):
+    def forms(ds) -> dict[str, str]:
         pairs = ds["text_pair"] if "text_pair" in ds.column_names else [""] * len(ds)
-        return {normal_form(f"{a} {b}") for a, b in zip(ds["text"], pairs)}
+        return {normal_form(f"{a} {b}"): f"{a} {b}".strip() for a, b in zip(ds["text"], pairs)}
 
-    shared = forms(test) & forms(selection)
+    in_test = forms(test)
+    shared = sorted(set(in_test) & set(forms(selection)))
     if shared:
         raise LabError(f"selection {source} shares {len(shared):,} texts with the test split (e.g. "
-                       f"\"{next(iter(sorted(shared)))[:60]}\"): never select on the data you report on")
+                       f"\"{in_test[shared[0]][:60]}\"): never select on the data you report on")
 
 
 def _text_columns(columns: list[str], cfg: "DataConfig") -> tuple[str, str | None]:

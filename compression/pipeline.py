@@ -113,6 +113,7 @@ class _Build:
         self.logits = None
         self.state_layers: dict[str, list[int]] = {}  # student -> teacher layers of the cached states it learns
         self.cached_layers: list[int] = []  # the teacher layers whose first-token states are cached
+        self.extra_texts: list[list[str]] = []  # augmented texts, transfer texts: the parts after the data's train
         self.train_data, self.train_logits = None, None  # what distillation trains on: data + augmented texts
         self.transfer_texts: list[str] | None = None  # the transfer set's new texts, when the recipe has one
         self._progress, self._plan = progress, plan

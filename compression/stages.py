@@ -64,7 +64,7 @@ def transfer_texts(b, data_dir) -> None:
     from .data import load_texts
 
     cfg, t = b.recipe.augment, time.perf_counter()
-    known = [text for split in b.data.splits.values() for text in split["text"]]
+    known = list(b.data.splits["train"]["text"]) + evaluated_texts(b.data)
     for ref in cfg.exclude:
         known += load_texts(ref, data_dir)
     found = load_texts(cfg.transfer, data_dir)
@@ -75,6 +75,13 @@ def transfer_texts(b, data_dir) -> None:
     b.report("data", 1, f"transfer set {cfg.transfer}: {len(fresh):,} of {len(found):,} texts are new "
                         f"(the rest largely repeat a text of the data{' or of exclude' if cfg.exclude else ''}); "
                         f"using {len(b.transfer_texts):,} ({time.perf_counter() - t:.1f} s)")
+
+
+def evaluated_texts(data) -> list[str]:
+    """Texts a figure is chosen or reported on (validation, test, a selection set's reporting half): extra
+    training text must not repeat them."""
+    held = [data.heldout] if data.heldout is not None else []
+    return [text for split in [data.splits["validation"], data.splits["test"], *held] for text in split["text"]]
 
 
 def augment(b) -> None:
@@ -93,12 +100,14 @@ def augment(b) -> None:
         if cfg.copies:
             texts, logits = teacher_augmented(teacher, list(train["text"]), cfg, b.recipe.seed, b.store.root / "cache",
                                               lambda f, m: b.report("augment", f, m, log=False),
-                                              other_texts=[text for split in ("validation", "test")
-                                                           for text in b.data.splits[split]["text"]])
+                                              other_texts=evaluated_texts(b.data), layers=b.cached_layers)
+            b.extra_texts.append(texts)
         if b.transfer_texts:
             texts = texts + b.transfer_texts
             logits = np.concatenate([logits, teacher_transfer(teacher, b.transfer_texts, b.store.root / "cache",
-                                                              lambda f, m: b.report("augment", f, m, log=False))])
+                                                              lambda f, m: b.report("augment", f, m, log=False),
+                                                              layers=b.cached_layers)])
+            b.extra_texts.append(b.transfer_texts)
     extra = Dataset.from_dict({"text": texts, "label": logits.argmax(-1).tolist()}, features=train.features)
     b.train_data = dataclasses.replace(b.data, splits=DatasetDict({**b.data.splits,
                                                                    "train": concatenate_datasets([train, extra])}))
@@ -167,11 +176,13 @@ def cached_states(b, cfg, tokenizer):
     t = time.perf_counter()
     found = check_alignment(tokenizer, AutoTokenizer.from_pretrained(teacher_dir, trust_remote_code=False), texts,
                             cfg.name)
-    first = len(b.data.splits["train"])  # the data's texts come from the logits pass; augmented ones are extra
+    # Cached per part, as each was labelled: the data's texts in the logits pass, augmented and transfer texts in
+    # theirs.
+    parts = [texts[:len(b.data.splits["train"])], *b.extra_texts]
     report = lambda f, m: b.report(cfg.name, 0.02, f"{cfg.name}: {m}", log=False)  # noqa: E731
     with b.procs.main_first():
         parts = [teacher_states(teacher_dir, part, b.cached_layers, b.store.root / "cache", report)
-                 for part in (texts[:first], texts[first:]) if part]
+                 for part in parts if part]
     states = CachedStates(parts[0] if len(parts) == 1 else np.concatenate(parts), b.cached_layers,
                           b.state_layers[cfg.name])
     if len(states.values) != len(texts):

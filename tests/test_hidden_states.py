@@ -175,3 +175,33 @@ def test_attention_distillation_still_needs_the_teachers_tokenizer(tiny_data, ti
     assert result.returncode == 1
     assert "attention distillation needs the teacher's tokenizer" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_augmented_and_transfer_texts_get_their_states_in_their_labelling_pass(tiny_teacher, tiny_data, tmp_path,
+                                                                              monkeypatch):
+    from compression.augment import teacher_augmented, teacher_transfer
+    from compression.config import AugmentConfig
+
+    train = list(load_data(DataConfig(source=str(tiny_data))).splits["train"]["text"])
+    texts, logits = teacher_augmented(tiny_teacher, train, AugmentConfig(copies=1, min_words=6), seed=0,
+                                      cache_dir=tmp_path, layers=[1, 2])
+    transfer = ["a quite dull film", "the cast was great and the plot was clever"]
+    teacher_transfer(tiny_teacher, transfer, tmp_path, layers=[1, 2])
+    assert len(texts) > 50 and len(list(tmp_path.glob("teacher-states-*.npz"))) == 2
+
+    import compression.bundle
+
+    monkeypatch.setattr(compression.bundle, "load_bundle", lambda *a, **k: pytest.fail("the teacher ran again"))
+    assert teacher_states(tiny_teacher, texts, [1, 2], tmp_path).shape == (len(texts), 2, 32)
+    assert teacher_states(tiny_teacher, transfer, [1, 2], tmp_path).shape == (2, 2, 32)
+
+
+def test_build_with_augmentation_learns_states_of_every_training_text(tiny_data, tiny_model, shifted, tmp_path):
+    result = _build(tmp_path, tiny_data, tiny_model,
+                    f"  - {{name: s, model: {shifted}, max_length: 32, distill: {{hidden_weight: 1.0}},\n"
+                    f"     train: {{epochs: 1, batch_size: 16, learning_rate: 3.0e-3}}}}\n"
+                    "augment: {copies: 1, min_words: 6}\n")
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert "token alignment with the teacher: " in log and "0 tokenized differently" in log, log
+    assert len(list((tmp_path / "store" / "cache").glob("teacher-states-*.npz"))) == 2  # data's train, augmented

@@ -63,6 +63,9 @@ def test_sst2_sentences_test_is_a_fair_selection_set_for_sst2(shared_data):
                                 selection=str(shared_data / "sst2-sentences" / "test.tsv")))
     assert (len(data.splits["validation"]), len(data.heldout)) == (910, 911)
     assert len(data.splits["test"]) == 872  # checked apart from it: no shared sentence
+    with pytest.raises(LabError, match="shares 872 texts with the test split"):  # the SST dev sentences again
+        load_data(DataConfig(source=str(shared_data / "sst2"),
+                             selection=str(shared_data / "sst2-sentences" / "validation.tsv")))
 
 
 def test_build_scores_every_variant_on_the_reporting_half(tiny_data, tiny_model, selection, tmp_path):

@@ -11,6 +11,9 @@ A transfer set does the same with real text: unlabelled in-domain texts (say, mo
 Only texts that are new are kept: one that largely repeats a training, validation or test text (or one of an
 ``exclude`` set) is dropped, so no evaluated sentence reaches training under another spelling.
 
+Pair tasks (paraphrase, entailment) get perturbed copies of their pairs, both texts perturbed, labelled by the
+teacher the same way; a transfer set holds single texts, so it is refused for them.
+
 The word substitution is pure (text in, text out, seeded); the embedding neighbours are computed once per teacher.
 """
 
@@ -82,25 +85,34 @@ def perturb(text: str, neighbours: dict[str, list[str]], replace: float, rng: ra
     return " ".join(out)
 
 
-def augment_texts(texts: list[str], neighbours: dict[str, list[str]], copies: int, replace: float,
-                  seed: int, avoid: set[str] | frozenset[str] = frozenset()) -> list[str]:
-    """``copies`` perturbed versions of each text; duplicates of an original, of each other or of ``avoid`` (the
-    data's other texts: a copy equal to a test text would leak its teacher label into training) dropped."""
+def augment_texts(texts: list, neighbours: dict[str, list[str]], copies: int, replace: float,
+                  seed: int, avoid: set | frozenset = frozenset()) -> list:
+    """``copies`` perturbed versions of each text (of a pair: both texts perturbed); duplicates of an original, of
+    each other or of ``avoid`` (the data's other texts: a copy equal to a test text would leak its teacher label
+    into training) dropped."""
     rng = random.Random(seed)
     seen = set(texts) | set(avoid)
     out = []
     for text in texts:
         for _ in range(copies):
-            new = perturb(text, neighbours, replace, rng)
+            if isinstance(text, tuple):
+                new = tuple(perturb(part, neighbours, replace, rng) for part in text)
+            else:
+                new = perturb(text, neighbours, replace, rng)
             if new not in seen:
                 seen.add(new)
                 out.append(new)
     return out
 
 
-def source_texts(texts: list[str], min_words: int, max_texts: int | None, seed: int) -> list[str]:
-    """The training texts worth perturbing: at least ``min_words`` words, a seeded subset of ``max_texts``."""
-    chosen = [t for t in dict.fromkeys(texts) if len(t.split()) >= min_words]
+def _words(text) -> int:
+    return sum(len(part.split()) for part in (text if isinstance(text, tuple) else (text,)))
+
+
+def source_texts(texts: list, min_words: int, max_texts: int | None, seed: int) -> list:
+    """The training texts (or pairs: words of both) worth perturbing: at least ``min_words`` words, a seeded subset
+    of ``max_texts``."""
+    chosen = [t for t in dict.fromkeys(texts) if _words(t) >= min_words]
     if max_texts is not None and len(chosen) > max_texts:
         chosen = random.Random(seed).sample(chosen, max_texts)
     return chosen
@@ -176,6 +188,10 @@ def _label(teacher, texts: list[str], report: Progress, what: str, layers: list[
     return logits
 
 
+def _joined(text) -> str:
+    return "\x1f".join(text) if isinstance(text, tuple) else text
+
+
 def teacher_transfer(teacher_folder: str | Path, texts: list[str], cache_dir: str | Path,
                      progress: Progress | None = None, layers: list[int] = ()) -> np.ndarray:
     """The teacher's logits on a transfer set's ``texts``, cached on disk (key: teacher content and max length, the
@@ -214,20 +230,21 @@ def teacher_augmented(teacher_folder: str | Path, train_texts: list[str], cfg, s
     from .distill import save_cache
 
     report = progress or (lambda f, m: None)
-    digest = hashlib.sha256("\x1d".join(train_texts).encode())
-    digest.update(b"\x1c" + "\x1d".join(other_texts).encode())
+    digest = hashlib.sha256("\x1d".join(map(_joined, train_texts)).encode())  # single texts: keys as before
+    digest.update(b"\x1c" + "\x1d".join(map(_joined, other_texts)).encode())
     copy_settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in TRANSFER_FIELDS}
     digest.update(f"{fingerprint(teacher_folder)}|{read_meta(teacher_folder)['max_length']}|"
                   f"{sorted(copy_settings.items())}|{seed}|{code_digest('compression.augment')}".encode())
     path = Path(cache_dir) / f"augmented-{digest.hexdigest()[:24]}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as cached:
-            return json.loads(cached["texts"].tobytes().decode()), cached["logits"]
+            texts = json.loads(cached["texts"].tobytes().decode())
+            return [tuple(t) if isinstance(t, list) else t for t in texts], cached["logits"]  # JSON made pairs lists
     teacher = load_bundle(teacher_folder)
     chosen = source_texts(train_texts, cfg.min_words, cfg.max_texts, seed)
     report(0.0, f"augment: {len(chosen):,} training texts of ≥ {cfg.min_words} words; finding word neighbours")
     words = vocabulary_words(teacher.tokenizer)
-    wanted = {w.lower() for t in chosen for w in t.split()}
+    wanted = {w.lower() for t in chosen for part in (t if isinstance(t, tuple) else (t,)) for w in part.split()}
     embeddings = teacher.model.get_input_embeddings().weight.detach().float().numpy()
     neighbours = embedding_neighbours(embeddings, words, wanted, cfg.neighbours)
     texts = augment_texts(chosen, neighbours, cfg.copies, cfg.replace, seed, avoid=set(other_texts))

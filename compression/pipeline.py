@@ -262,10 +262,10 @@ def _data(b: _Build, data_dir) -> None:
     with b.procs.main_first():  # the datasets cache is written once
         b.data = load_data(b.recipe.data, base_dir=data_dir)
         b.report("data", 1, b.data.summary())
-        if b.data.pair and b.recipe.augment is not None:
-            raise LabError(f"{b.recipe.data.source} is a pair task ({' + '.join(b.data.pair)}): augmentation and "
-                           f"transfer sets make single texts; remove 'augment' from the recipe (students still "
-                           f"learn from the teacher's logits on every training pair)")
+        if b.data.pair and b.recipe.augment is not None and b.recipe.augment.transfer:
+            raise LabError(f"{b.recipe.data.source} is a pair task ({' + '.join(b.data.pair)}): a transfer set "
+                           f"holds single texts; remove augment.transfer from the recipe (perturbed copies of the "
+                           f"training pairs, augment.copies, work on pairs)")
         if b.recipe.augment is not None and b.recipe.augment.transfer:
             stages.transfer_texts(b, data_dir)
 

@@ -81,7 +81,7 @@ def evaluated_texts(data) -> list[str]:
     """Texts a figure is chosen or reported on (validation, test, a selection set's reporting half): extra
     training text must not repeat them."""
     held = [data.heldout] if data.heldout is not None else []
-    return [text for split in [data.splits["validation"], data.splits["test"], *held] for text in split["text"]]
+    return [text for split in [data.splits["validation"], data.splits["test"], *held] for text in texts_of(split)]
 
 
 def augment(b) -> None:
@@ -98,7 +98,7 @@ def augment(b) -> None:
     texts, logits = [], np.zeros((0, len(b.data.labels)), dtype=np.float32)
     with b.procs.main_first():  # main computes and caches; the others then read the cache
         if cfg.copies:
-            texts, logits = teacher_augmented(teacher, list(train["text"]), cfg, b.recipe.seed, b.store.root / "cache",
+            texts, logits = teacher_augmented(teacher, texts_of(train), cfg, b.recipe.seed, b.store.root / "cache",
                                               lambda f, m: b.report("augment", f, m, log=False),
                                               other_texts=evaluated_texts(b.data), layers=b.cached_layers)
             b.extra_texts.append(texts)
@@ -108,7 +108,10 @@ def augment(b) -> None:
                                                               lambda f, m: b.report("augment", f, m, log=False),
                                                               layers=b.cached_layers)])
             b.extra_texts.append(b.transfer_texts)
-    extra = Dataset.from_dict({"text": texts, "label": logits.argmax(-1).tolist()}, features=train.features)
+    columns = {"text": texts}
+    if b.data.pair:  # copies of pairs
+        columns = {"text": [a for a, _ in texts], "text_pair": [second for _, second in texts]}
+    extra = Dataset.from_dict({**columns, "label": logits.argmax(-1).tolist()}, features=train.features)
     b.train_data = dataclasses.replace(b.data, splits=DatasetDict({**b.data.splits,
                                                                    "train": concatenate_datasets([train, extra])}))
     b.train_logits = {**b.logits, "train": np.concatenate([b.logits["train"], logits])}

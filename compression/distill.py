@@ -79,11 +79,13 @@ def shares_tokenizer(a, b) -> bool:
 # ---------------------------------------------------------------- teacher logits as data
 
 def teacher_logits(teacher_folder: str | Path, data: LabeledData, cache_dir: str | Path,
-                   progress: Progress | None = None, layers: list[int] = ()) -> dict[str, np.ndarray]:
+                   progress: Progress | None = None, layers: list[int] = (),
+                   known: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """The teacher's logits on every split, computed once and cached by (teacher, data, max length) fingerprints.
 
     With ``layers``, the same pass over the training split also caches the first token's state at those teacher
-    layers (see :func:`teacher_states`), so intermediate-layer distillation costs no second teacher pass.
+    layers (see :func:`teacher_states`), so intermediate-layer distillation costs no second teacher pass. ``known``:
+    logits of some splits computed already by this teacher (its test evaluation), not computed again.
     """
     from .bundle import fingerprint, load_bundle, read_meta
 
@@ -110,6 +112,8 @@ def teacher_logits(teacher_folder: str | Path, data: LabeledData, cache_dir: str
         if split == "train" and layers:
             out[split], states = teacher.outputs(train_texts, batch_size=64, layers=layers)
             save_cache(states_path, "states.before-cache", states=states, layers=np.asarray(layers))
+        elif known and split in known and len(known[split]) == len(data.splits[split]):
+            out[split] = known[split]
         else:
             out[split] = teacher.logits(texts_of(data.splits[split]), batch_size=64)
     save_cache(path, "logits.before-cache", **out)

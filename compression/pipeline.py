@@ -111,6 +111,7 @@ class _Build:
         self.stage_dirs: dict[str, Path] = {}  # variant name -> its checkpoints, keyed by its input fingerprint
         self.reused: set[str] = set()
         self.logits = None
+        self.teacher_test_logits = None  # from the teacher's evaluation, when it was built in this run
         self.state_layers: dict[str, list[int]] = {}  # student -> teacher layers of the cached states it learns
         self.cached_layers: list[int] = []  # the teacher layers whose first-token states are cached
         self.extra_texts: list[list[str]] = []  # augmented texts, transfer texts: the parts after the data's train
@@ -292,8 +293,10 @@ def _logits(b: _Build) -> None:
             b.state_layers[cfg.name] = layers
     b.cached_layers = sorted({layer for layers in b.state_layers.values() for layer in layers})
     with b.procs.main_first():  # main computes and caches; the others then read the cache
+        known = {"test": b.teacher_test_logits} if b.teacher_test_logits is not None else None
         b.logits = teacher_logits(teacher, b.data, b.store.root / "cache",
-                                  lambda f, m: b.report("logits", f, m, log=False), layers=b.cached_layers)
+                                  lambda f, m: b.report("logits", f, m, log=False), layers=b.cached_layers,
+                                  known=known)
     states = ""
     if b.cached_layers:
         path = states_cache_path(teacher, texts_of(b.data.splits["train"]), b.cached_layers, b.store.root / "cache")

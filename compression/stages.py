@@ -43,7 +43,8 @@ def teacher(b) -> None:
     from .metrics import score_logits
 
     test, bundle = data.splits["test"], load_bundle(b.folders[cfg.name])
-    metrics = score_logits(bundle.logits(texts_of(test)), test["label"]) | b.heldout_metrics(bundle)
+    b.teacher_test_logits = bundle.logits(texts_of(test), batch_size=64)  # the logits stage needs them too
+    metrics = score_logits(b.teacher_test_logits, test["label"]) | b.heldout_metrics(bundle)
     timings["evaluate_seconds"] = round(time.perf_counter() - t, 2)
     b.finish(cfg.name, metrics, timings, check)
 

@@ -50,6 +50,15 @@ def test_teacher_logits_are_cached(teacher_dir, data, tmp_path):
     assert all(np.array_equal(first[s], second[s]) for s in first)
 
 
+def test_teacher_logits_take_the_test_logits_the_teacher_stage_computed(teacher_dir, data, tmp_path):
+    computed = load_bundle(teacher_dir).logits(data.splits["test"]["text"], batch_size=64)
+    fresh = teacher_logits(teacher_dir, data, tmp_path / "a")
+    np.testing.assert_allclose(computed, fresh["test"], atol=1e-5)  # the same logits: no need to compute twice
+    marked = computed + 100.0
+    given = teacher_logits(teacher_dir, data, tmp_path / "b", known={"test": marked})
+    assert np.array_equal(given["test"], marked) and np.allclose(given["train"], fresh["train"], atol=1e-5)
+
+
 def test_keep_layers_copies_the_chosen_layers(tiny_model):
     _, model = load_tokenizer_and_model(str(tiny_model), ["a", "b"])
     smaller = keep_layers(model, [1])

@@ -121,6 +121,8 @@ def teacher_logits(teacher_folder: str | Path, data: LabeledData, cache_dir: str
 
 
 def states_cache_path(teacher_folder, texts: list, layers, cache_dir) -> Path:
+    """Where the teacher's first-token states on ``texts`` at ``layers`` are cached (key: teacher content and max
+    length, layers, the code, the texts)."""
     from .bundle import fingerprint, read_meta
 
     from .codehash import code_digest

@@ -229,6 +229,7 @@ def build(recipe: Recipe, store: RunStore, data_dir: str | Path | None = None,
         try:
             t0 = time.perf_counter()
             _data(b, data_dir)
+            _intermediate_plan(b)
             _teacher_stage(b)
             _logits(b)
             for stage, cfg, parent in _steps(recipe):
@@ -271,6 +272,35 @@ def _data(b: _Build, data_dir) -> None:
             stages.transfer_texts(b, data_dir)
 
 
+def _intermediate_plan(b: _Build) -> None:
+    """Before anything trains: which students learn the teacher's cached first-token states (the logits pass then
+    caches them too), and a refusal for any whose tokenizer cannot do what its recipe asks — rather than after a
+    teacher fine-tune of many minutes. The student stage checks again on every training text (augmented ones too)."""
+    from transformers import AutoTokenizer
+
+    from .align import check_alignment
+    from .distill import shares_tokenizer, state_layers
+    from .sources import resolve_model
+
+    wanted = [cfg for cfg in b.recipe.students if cfg.distill.intermediate and cfg.model is not None]
+    if not wanted:
+        return
+    teacher = resolve_model(b.recipe.teacher.model)
+    try:
+        teacher_tokenizer = AutoTokenizer.from_pretrained(teacher, trust_remote_code=False)
+    except OSError:
+        return  # the teacher stage reports why the teacher cannot load
+    for cfg in wanted:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.model), trust_remote_code=False)
+        if shares_tokenizer(tokenizer, teacher_tokenizer):
+            continue
+        if cfg.distill.attention_weight > 0:
+            raise stages.attention_refusal(cfg)
+        check_alignment(tokenizer, teacher_tokenizer, texts_of(b.data.splits["train"]), cfg.name)
+        b.state_layers[cfg.name] = state_layers(cfg, teacher)
+    b.cached_layers = sorted({layer for layers in b.state_layers.values() for layer in layers})
+
+
 def _teacher_stage(b: _Build) -> None:
     teacher = b.recipe.teacher
     fp = fingerprint("teacher", dataclasses.asdict(teacher), b.data.fingerprint, b.recipe.seed,
@@ -282,16 +312,11 @@ def _teacher_stage(b: _Build) -> None:
 
 
 def _logits(b: _Build) -> None:
-    from .distill import state_layers, states_cache_path, teacher_logits
+    from .distill import states_cache_path, teacher_logits
 
     b.report("logits", 0, "teacher logits: computing or reading the cache")
     t = time.perf_counter()
     teacher = b.folders[b.recipe.teacher.name]
-    for cfg in b.recipe.students:  # students that learn cached teacher states: the logits pass caches those too
-        layers = state_layers(cfg, teacher)
-        if layers is not None:
-            b.state_layers[cfg.name] = layers
-    b.cached_layers = sorted({layer for layers in b.state_layers.values() for layer in layers})
     with b.procs.main_first():  # main computes and caches; the others then read the cache
         known = {"test": b.teacher_test_logits} if b.teacher_test_logits is not None else None
         b.logits = teacher_logits(teacher, b.data, b.store.root / "cache",

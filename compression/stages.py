@@ -148,17 +148,22 @@ def student(b, cfg) -> None:
     b.evaluate_and_finish(cfg.name, timings, b.verify(cfg.name, timings))
 
 
+def attention_refusal(cfg):
+    from .errors import LabError
+
+    return LabError(f"{cfg.name}: attention distillation needs the teacher's tokenizer, and {cfg.model} tokenizes "
+                    f"differently; set distill.attention_weight to 0 (hidden states and logits distill across "
+                    f"tokenizers that cut texts alike)")
+
+
 def teacher_in_loop(cfg, tokenizer, teacher_dir):
     """The teacher model for hidden-state/attention distillation with a shared tokenizer (every token matched)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from .distill import shares_tokenizer
-    from .errors import LabError
 
     if not shares_tokenizer(tokenizer, AutoTokenizer.from_pretrained(teacher_dir, trust_remote_code=False)):
-        raise LabError(f"{cfg.name}: attention distillation needs the teacher's tokenizer, and {cfg.model} "
-                       f"tokenizes differently; set distill.attention_weight to 0 (hidden states and logits "
-                       f"distill across tokenizers that cut texts alike)")
+        raise attention_refusal(cfg)
     return AutoModelForSequenceClassification.from_pretrained(teacher_dir, trust_remote_code=False,
                                                               use_safetensors=True)
 
@@ -174,7 +179,7 @@ def cached_states(b, cfg, tokenizer):
     from .errors import LabError
 
     if cfg.distill.attention_weight > 0:
-        teacher_in_loop(cfg, tokenizer, b.folders[b.recipe.teacher.name])  # raises: attention needs the tokenizer
+        raise attention_refusal(cfg)
     teacher_dir = b.folders[b.recipe.teacher.name]
     texts = texts_of(b.train_data.splits["train"])
     t = time.perf_counter()

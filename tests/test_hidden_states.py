@@ -4,6 +4,7 @@ states cached in its logits pass, and students that learn them with the teacher 
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -141,21 +142,31 @@ def _build(tmp_path, data, teacher, students: str):
     return run_cli("build", str(recipe), "--store", str(tmp_path / "store"))
 
 
-def test_build_on_pairs_distills_first_token_states_across_tokenizers(tiny_pair_data, tiny_model, shifted,
-                                                                      tmp_path):
+def test_build_on_augmented_pairs_distills_first_token_states_across_tokenizers(tiny_pair_data, tiny_model,
+                                                                                shifted, tmp_path):
+    """A pair task with teacher-labelled copies of its pairs: the student (another, aligned tokenizer) learns the
+    teacher's first-token states of every training pair, the data's from the logits pass and the copies' from their
+    labelling pass."""
     result = _build(tmp_path, tiny_pair_data, tiny_model,
                     f"  - {{name: s, model: {shifted}, max_length: 32, distill: {{hidden_weight: 1.0}},\n"
-                    f"     train: {{epochs: 2, batch_size: 16, learning_rate: 3.0e-3}}}}\n")
+                    f"     train: {{epochs: 2, batch_size: 16, learning_rate: 3.0e-3}}}}\n"
+                    "augment: {copies: 1, min_words: 3, replace: 0.5, neighbours: 3}\n")
     assert result.returncode == 0, result.stderr[-3000:]
     log = result.stdout + result.stderr
     assert "first-token states at layers [2]" in log and "MB on disk" in log, log
-    assert "token alignment with the teacher: 240 texts, 0 tokenized differently (0.00 %)" in log, log
-    assert len(list((tmp_path / "store" / "cache").glob("teacher-states-*.npz"))) == 1
+    copies = int(re.search(r"augment: ([\d,]+) teacher-labelled texts join the 240 training texts", log)[1])
+    assert 100 <= copies <= 240
+    assert (f"token alignment with the teacher: {240 + copies} texts, 0 tokenized differently (0.00 %)" in log), log
+    cache = tmp_path / "store" / "cache"
+    assert len(list(cache.glob("teacher-states-*.npz"))) == 2  # the data's pairs, the copies
+    with np.load(next(cache.glob("augmented-*.npz"))) as saved:
+        pairs = json.loads(saved["texts"].tobytes().decode())
+    assert len(pairs) == copies and all(isinstance(p, list) and len(p) == 2 and all(p) for p in pairs)
     rows = {r["name"]: r for r in map(json.loads, run_cli("list", "--json", "--store", str(tmp_path / "store"))
                                       .stdout.splitlines())}
     bundle = load_bundle(rows["s"]["bundle"])
     assert bundle.pair and bundle.meta["hidden_states"] == {
-        "alignment": {"texts": 240, "mismatched": 0}, "positions": "first token", "layer_map": [2]}
+        "alignment": {"texts": 240 + copies, "mismatched": 0}, "positions": "first token", "layer_map": [2]}
     assert not any("distill_projections" in k for k in bundle.model.state_dict())
     assert rows["s"]["accuracy"] is not None
 
@@ -167,6 +178,7 @@ def test_build_refuses_a_tokenizer_that_cuts_texts_differently(tiny_data, tiny_m
     assert result.returncode == 1
     assert "tokenized differently" in result.stderr and "hidden_weight to 0" in result.stderr
     assert "Traceback" not in result.stderr
+    assert "loading teacher" not in result.stdout + result.stderr  # refused before the teacher's fine-tune
 
 
 def test_attention_distillation_still_needs_the_teachers_tokenizer(tiny_data, tiny_model, shifted, tmp_path):
@@ -174,7 +186,7 @@ def test_attention_distillation_still_needs_the_teachers_tokenizer(tiny_data, ti
                     f"  - {{name: s, model: {shifted}, max_length: 32, distill: {{attention_weight: 1.0}}}}\n")
     assert result.returncode == 1
     assert "attention distillation needs the teacher's tokenizer" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr and "loading teacher" not in result.stdout + result.stderr
 
 
 def test_augmented_and_transfer_texts_get_their_states_in_their_labelling_pass(tiny_teacher, tiny_data, tmp_path,
@@ -194,14 +206,3 @@ def test_augmented_and_transfer_texts_get_their_states_in_their_labelling_pass(t
     monkeypatch.setattr(compression.bundle, "load_bundle", lambda *a, **k: pytest.fail("the teacher ran again"))
     assert teacher_states(tiny_teacher, texts, [1, 2], tmp_path).shape == (len(texts), 2, 32)
     assert teacher_states(tiny_teacher, transfer, [1, 2], tmp_path).shape == (2, 2, 32)
-
-
-def test_build_with_augmentation_learns_states_of_every_training_text(tiny_data, tiny_model, shifted, tmp_path):
-    result = _build(tmp_path, tiny_data, tiny_model,
-                    f"  - {{name: s, model: {shifted}, max_length: 32, distill: {{hidden_weight: 1.0}},\n"
-                    f"     train: {{epochs: 1, batch_size: 16, learning_rate: 3.0e-3}}}}\n"
-                    "augment: {copies: 1, min_words: 6}\n")
-    assert result.returncode == 0, result.stderr[-3000:]
-    log = result.stdout + result.stderr
-    assert "token alignment with the teacher: " in log and "0 tokenized differently" in log, log
-    assert len(list((tmp_path / "store" / "cache").glob("teacher-states-*.npz"))) == 2  # data's train, augmented

@@ -4,7 +4,6 @@ and every compression method's reload on pairs."""
 from __future__ import annotations
 
 import json
-import re
 
 import numpy as np
 import pytest
@@ -178,35 +177,24 @@ def test_bench_measures_real_pairs(pair_zoo):
 
 
 def test_pairs_are_augmented_as_pairs_and_transfer_sets_refused(tiny_pair_data, tiny_model, tmp_path):
-    """Perturbed copies of training pairs (both texts perturbed) join the training split, labelled by the teacher;
-    a transfer set (single texts) is refused for a pair task before anything trains."""
-    from compression.augment import augment_texts
+    """Copies of a pair perturb both texts (a build with them: tests/test_hidden_states.py); a transfer set holds
+    single texts, so it is refused for a pair task before anything trains."""
+    from compression.augment import augment_texts, source_texts
 
     neighbours = {"good": ["great"], "dull": ["boring"]}
     pairs = [("a good film", "a dull plot")]
     assert augment_texts(pairs, neighbours, copies=1, replace=1.0, seed=0) == [("a great film", "a boring plot")]
     assert augment_texts(pairs, neighbours, 1, 1.0, 0, avoid={("a great film", "a boring plot")}) == []
+    assert source_texts(pairs + [("short", "one")], min_words=5, max_texts=None, seed=0) == pairs  # words of both
 
-    head = (f"data: {{source: {tiny_pair_data}}}\nteacher: {{model: {tiny_model}, max_length: 32, "
-            f"train: {{epochs: 2, batch_size: 16, learning_rate: 3.0e-3, warmup_ratio: 0.0}}}}\n"
-            f"students:\n  - {{name: s, init: teacher-layers, layers: [0], max_length: 32, "
-            f"train: {{epochs: 1, batch_size: 16}}}}\n")
     recipe = tmp_path / "aug.yaml"
-    recipe.write_text(f"name: aug\n{head}augment: {{copies: 1, min_words: 3, replace: 0.5, neighbours: 3}}\n")
+    recipe.write_text(f"name: aug\ndata: {{source: {tiny_pair_data}}}\nteacher: {{model: {tiny_model}}}\n"
+                      f"augment: {{copies: 0, transfer: {tiny_pair_data / 'test.tsv'}}}\n"
+                      f"students:\n  - {{name: s, init: teacher-layers, layers: [0]}}\n")
     result = run_cli("build", str(recipe), "--store", str(tmp_path / "store"))
-    assert result.returncode == 0, result.stderr[-3000:]
-    log = result.stdout + result.stderr
-    match = re.search(r"augment: ([\d,]+) teacher-labelled texts join the 240 training texts", log)
-    assert match and 100 <= int(match[1].replace(",", "")) <= 240, log[-2000:]
-    cached = next((tmp_path / "store" / "cache").glob("augmented-*.npz"))
-    with np.load(cached) as saved:
-        copies = json.loads(saved["texts"].tobytes().decode())
-    assert all(isinstance(c, list) and len(c) == 2 and all(c) for c in copies)  # pairs, both texts kept
-
-    recipe.write_text(f"name: aug\n{head}augment: {{copies: 0, transfer: {tiny_pair_data / 'test.tsv'}}}\n")
-    result = run_cli("build", str(recipe), "--store", str(tmp_path / "store2"))
     assert result.returncode != 0
     assert "pair task (sentence1 + sentence2)" in result.stderr and "remove augment.transfer" in result.stderr
+    assert "loading teacher" not in result.stdout + result.stderr
 
 
 def test_markdown_table_reports_f1_of_the_positive_class(pair_zoo):

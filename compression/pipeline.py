@@ -291,7 +291,8 @@ def _intermediate_plan(b: _Build) -> None:
     except OSError:
         return  # the teacher stage reports why the teacher cannot load
     for cfg in wanted:
-        tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.model), trust_remote_code=False)
+        location = resolve_model(cfg.model)
+        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=False)
         if shares_tokenizer(tokenizer, teacher_tokenizer):
             continue
         if cfg.distill.attention_weight > 0:

@@ -18,7 +18,7 @@ from compression.distill import CachedStates, teacher_logits, teacher_states, to
 from compression.errors import LabError
 from compression.sources import load_tokenizer_and_model
 
-from .conftest import make_tiny_backbone, run_cli
+from .conftest import make_tiny_backbone, run_cli, synthetic_pairs
 
 FAST = dict(batch_size=16, learning_rate=3e-3, warmup_ratio=0.0)
 
@@ -134,9 +134,10 @@ def test_student_learns_cached_states_with_the_teacher_out_of_the_loop(tiny_teac
     assert not any("distill_projections" in k for k in trained.state_dict())
 
 
-def _build(tmp_path, data, teacher, students: str):
+def _build(tmp_path, data, teacher, students: str, selection=None):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"name: r\ndata: {{source: {data}}}\n"
+    chosen = f", selection: {selection}" if selection else ""
+    recipe.write_text(f"name: r\ndata: {{source: {data}{chosen}}}\n"
                       f"teacher: {{model: {teacher}, max_length: 32, train: {{epochs: 2, batch_size: 16, "
                       f"learning_rate: 3.0e-3, warmup_ratio: 0.0}}}}\nstudents:\n{students}")
     return run_cli("build", str(recipe), "--store", str(tmp_path / "store"))
@@ -146,13 +147,20 @@ def test_build_on_augmented_pairs_distills_first_token_states_across_tokenizers(
                                                                                 shifted, tmp_path):
     """A pair task with teacher-labelled copies of its pairs: the student (another, aligned tokenizer) learns the
     teacher's first-token states of every training pair, the data's from the logits pass and the copies' from their
-    labelling pass."""
+    labelling pass. Checkpoints are chosen on a selection set's tuning half; every variant is scored on its
+    reporting half (tests/test_selection.py covers the split itself)."""
+    test = set((tiny_pair_data / "test.tsv").read_text().splitlines())
+    selection = tmp_path / "selection.tsv"
+    selection.write_text("sentence1\tsentence2\tlabel\n" + "".join(
+        f"{a}\t{b}\t{y}\n" for a, b, y in synthetic_pairs(120, seed=21) if f"{a}\t{b}\t{y}" not in test))
     result = _build(tmp_path, tiny_pair_data, tiny_model,
                     f"  - {{name: s, model: {shifted}, max_length: 32, distill: {{hidden_weight: 1.0}},\n"
                     f"     train: {{epochs: 2, batch_size: 16, learning_rate: 3.0e-3}}}}\n"
-                    "augment: {copies: 1, min_words: 3, replace: 0.5, neighbours: 3}\n")
+                    "augment: {copies: 1, min_words: 3, replace: 0.5, neighbours: 3}\n", selection=selection)
     assert result.returncode == 0, result.stderr[-3000:]
     log = result.stdout + result.stderr
+    reporting = len(selection.read_text().splitlines()) - 1 - (len(selection.read_text().splitlines()) - 1) // 2
+    assert f"reporting half ({reporting}) is scored as held-out" in log, log
     assert "first-token states at layers [2]" in log and "MB on disk" in log, log
     copies = int(re.search(r"augment: ([\d,]+) teacher-labelled texts join the 240 training texts", log)[1])
     assert 100 <= copies <= 240
@@ -168,7 +176,12 @@ def test_build_on_augmented_pairs_distills_first_token_states_across_tokenizers(
     assert bundle.pair and bundle.meta["hidden_states"] == {
         "alignment": {"texts": 240 + copies, "mismatched": 0}, "positions": "first token", "layer_map": [2]}
     assert not any("distill_projections" in k for k in bundle.model.state_dict())
-    assert rows["s"]["accuracy"] is not None
+    for row in rows.values():
+        low, high = row["heldout_accuracy_ci"]
+        assert low <= row["heldout_accuracy"] <= high and row["metrics"]["heldout_examples"] == reporting
+    table = run_cli("list", "--markdown", "--store", str(tmp_path / "store")).stdout
+    assert "| held-out % (95% CI) |" in table.splitlines()[0]
+    assert f"{rows['teacher']['heldout_accuracy'] * 100:.1f} (" in table
 
 
 def test_build_refuses_a_tokenizer_that_cuts_texts_differently(tiny_data, tiny_model, tmp_path):

@@ -1,9 +1,9 @@
 """Selection that matches the test: a recipe's selection set is split once, seeded, into a tuning half that replaces
-validation (checkpoints are chosen on it) and a reporting half every variant is scored on (the held-out figure)."""
+validation (checkpoints are chosen on it) and a reporting half every variant is scored on (the held-out figure; a
+build that scores it: tests/test_hidden_states.py)."""
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
@@ -11,7 +11,7 @@ from compression.config import DataConfig
 from compression.data import load_data
 from compression.errors import LabError
 
-from .conftest import run_cli, synthetic_rows
+from .conftest import synthetic_rows
 
 
 def _write(path, rows):
@@ -66,25 +66,3 @@ def test_sst2_sentences_test_is_a_fair_selection_set_for_sst2(shared_data):
     with pytest.raises(LabError, match="shares 872 texts with the test split"):  # the SST dev sentences again
         load_data(DataConfig(source=str(shared_data / "sst2"),
                              selection=str(shared_data / "sst2-sentences" / "validation.tsv")))
-
-
-def test_build_scores_every_variant_on_the_reporting_half(tiny_data, tiny_model, selection, tmp_path):
-    path, _ = selection
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"name: r\ndata: {{source: {tiny_data}, selection: {path}}}\n"
-                      f"teacher: {{model: {tiny_model}, max_length: 32, train: {{epochs: 2, batch_size: 16, "
-                      f"learning_rate: 3.0e-3, warmup_ratio: 0.0}}}}\n"
-                      "quantize:\n  - {name: teacher-int8, source: teacher, method: dynamic-int8}\n")
-    result = run_cli("build", str(recipe), "--store", str(tmp_path / "store"))
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "reporting half (60) is scored as held-out" in result.stdout + result.stderr
-    rows = [json.loads(line) for line in run_cli("list", "--json", "--store", str(tmp_path / "store"))
-            .stdout.splitlines()]
-    for row in rows:
-        assert 0 <= row["heldout_accuracy"] <= 1 and row["metrics"]["heldout_examples"] == 60
-        low, high = row["heldout_accuracy_ci"]
-        assert low <= row["heldout_accuracy"] <= high
-    table = run_cli("list", "--markdown", "--store", str(tmp_path / "store")).stdout
-    assert "| held-out % (95% CI) |" in table.splitlines()[0]
-    teacher = next(r for r in rows if r["name"] == "teacher")
-    assert f"{teacher['heldout_accuracy'] * 100:.1f} (" in table

@@ -95,9 +95,13 @@ def store_is_empty(store_dir: str | Path) -> bool:
     if not (root / "lab.sqlite").is_file():
         return True
     from .store import RunStore
+    from .store_db import StoreNotReady
 
-    with RunStore(root, readonly=True) as store:
-        return not store.runs()
+    try:
+        with RunStore(root, readonly=True) as store:
+            return not store.runs()
+    except StoreNotReady:
+        return True
 
 
 def _main(argv: list[str]) -> int:

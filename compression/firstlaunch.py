@@ -106,8 +106,11 @@ def _run_finished(store: Path, t0: float, timeout: float) -> float | None:
     import sqlite3
 
     while time.monotonic() - t0 < timeout:
-        with sqlite3.connect(f"file:{store / 'lab.sqlite'}?mode=ro", uri=True) as conn:
-            row = conn.execute("SELECT status, ended - started FROM runs ORDER BY id LIMIT 1").fetchone()
+        try:
+            with sqlite3.connect(f"file:{store / 'lab.sqlite'}?mode=ro", uri=True) as conn:
+                row = conn.execute("SELECT status, ended - started FROM runs ORDER BY id LIMIT 1").fetchone()
+        except sqlite3.OperationalError:  # the file exists before its tables do, or not yet at all
+            row = None
         if row and row[0] != "running":
             return round(time.monotonic() - t0, 1) if row[0] == "finished" else None
         time.sleep(1)

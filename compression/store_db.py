@@ -59,6 +59,10 @@ class BuildLockedError(StoreError):
     """Another build holds the store's build lock."""
 
 
+class StoreNotReady(StoreError):
+    """The database file exists but its first build has not committed the tables yet."""
+
+
 def _not_writable(root: Path, exc: BaseException) -> StoreError:
     detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
     return StoreError(f"store folder {root} is not writable: {detail}")
@@ -117,6 +121,10 @@ def open_readonly(root: Path, db_path: Path) -> sqlite3.Connection:
     if version > SCHEMA_VERSION:
         conn.close()
         raise StoreError(f"store {root} has schema version {version}; this code knows up to {SCHEMA_VERSION}")
+    if version == 0:
+        # The file appears a moment before its first build commits the tables.
+        conn.close()
+        raise StoreNotReady(f"store {root} is still being created (no tables yet); try again in a moment")
     return conn
 
 

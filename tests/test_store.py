@@ -357,6 +357,23 @@ def test_readers_open_read_only_and_never_take_the_build_lock(tmp_path: Path) ->
         assert (tmp_path / "s" / "lab.sqlite-wal").stat().st_mtime_ns == before  # nothing written
 
 
+def test_a_store_whose_tables_are_not_committed_yet_reads_as_not_ready(tmp_path: Path) -> None:
+    from compression.background import store_is_empty
+    from compression.dashboard.context import StoreSource
+    from compression.store_db import StoreNotReady
+
+    (tmp_path / "s").mkdir()
+    sqlite3.connect(tmp_path / "s" / "lab.sqlite").close()  # what a first build has made before its schema commit
+    with pytest.raises(StoreNotReady, match="still being created"):
+        RunStore(tmp_path / "s", readonly=True)
+    assert store_is_empty(tmp_path / "s")
+    assert StoreSource(tmp_path / "s").rows() == []
+    with RunStore(tmp_path / "s") as writer:  # the build then commits the tables: readers read
+        writer.start_run("r", {})
+    with RunStore(tmp_path / "s", readonly=True) as reader:
+        assert reader.runs()[0]["status"] == "running"
+
+
 def test_recovery_removes_what_an_interrupted_atomic_write_leaves(tmp_path: Path, monkeypatch) -> None:
     """files.write_atomic stages beside the target as .NAME.tmp-PID: the name recovery sweeps up after a kill."""
     from compression import files

@@ -100,6 +100,7 @@ class StoreSource:
     def rows(self) -> list[dict]:
         from ..results import current_variants, variant_row
         from ..store import RunStore
+        from ..store_db import StoreNotReady
 
         with self._lock:
             stamp, rows = self._cached
@@ -107,8 +108,11 @@ class StoreSource:
                 return [dict(r) for r in rows]
             if not (self.root / "lab.sqlite").is_file():
                 return []
-            with RunStore(self.root, readonly=True) as store:  # readers never take the build lock
-                rows = [variant_row(v) for v in current_variants(store)]
+            try:
+                with RunStore(self.root, readonly=True) as store:  # readers never take the build lock
+                    rows = [variant_row(v) for v in current_variants(store)]
+            except StoreNotReady:
+                return []
             self._cached = (time.monotonic(), rows)
             return [dict(r) for r in rows]
 

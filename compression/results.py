@@ -21,6 +21,8 @@ def variant_row(v) -> dict:
             "run": v.run_id, "accuracy": m.get("accuracy"),
             "accuracy_ci": [m.get("accuracy_ci_low"), m.get("accuracy_ci_high")],
             "f1": m.get("f1"), "agreement": m.get("agreement"), "ece": m.get("ece"),
+            # McNemar's exact test against the teacher on the same test items: is the change more than noise?
+            "mcnemar_p_vs_teacher": m.get("mcnemar_p_vs_teacher"),
             # the reporting half of the recipe's selection set, when it has one (the held-out figure)
             "heldout_accuracy": m.get("heldout_accuracy"),
             "heldout_accuracy_ci": [m.get("heldout_accuracy_ci_low"), m.get("heldout_accuracy_ci_high")],

@@ -179,9 +179,11 @@ def test_build_on_augmented_pairs_distills_first_token_states_across_tokenizers(
     for row in rows.values():
         low, high = row["heldout_accuracy_ci"]
         assert low <= row["heldout_accuracy"] <= high and row["metrics"]["heldout_examples"] == reporting
+        assert 0 < row["mcnemar_p_vs_teacher"] <= 1  # beside the CI in every table
     table = run_cli("list", "--markdown", "--store", str(tmp_path / "store")).stdout
     assert "| held-out % (95% CI) |" in table.splitlines()[0]
     assert f"{rows['teacher']['heldout_accuracy'] * 100:.1f} (" in table
+    assert rows["teacher"]["mcnemar_p_vs_teacher"] == 1.0 and "| McNemar p |" in table.splitlines()[0]
 
 
 def test_build_refuses_a_tokenizer_that_cuts_texts_differently(tiny_data, tiny_model, tmp_path):

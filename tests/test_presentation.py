@@ -11,7 +11,8 @@ from compression.advisor import SCENARIOS, Scenario, best_for, recommend, scenar
 from compression.dashboard import figures, tables
 from compression.dashboard.report import html_report
 
-HEADLINE = ["variant", "technique", "accuracy % (95% CI)", "vs teacher", "speed-up", "smaller", "p50 ms", "MB"]
+HEADLINE = ["variant", "technique", "accuracy % (95% CI)", "vs teacher", "McNemar p", "speed-up", "smaller", "p50 ms",
+            "MB"]
 
 
 def _row(name, kind, acc, p50, mb, method=None, *, p95=None, cpu=None, parent="teacher", status="ok", warnings=()):
@@ -99,6 +100,25 @@ def test_vs_teacher_matches_the_accuracies_as_displayed():
     rows = [dict(ROWS[0], accuracy=0.926605), dict(ROWS[1], accuracy=0.907110)]
     board = tables.leaderboard(rows)
     assert board["accuracy % (95% CI)"][1].startswith("90.7 (") and board["vs teacher"][1] == "−2.0 pts"
+
+
+@pytest.mark.parametrize("p, expected", [(0.0004, "< 0.001"), (0.0042, "0.004"), (0.0312, "0.03"), (1.0, "1.00"),
+                                         (None, "")])
+def test_mcnemar_p_sits_beside_the_change_in_every_table(p, expected):
+    rows = [dict(ROWS[0], mcnemar_p_vs_teacher=1.0), dict(ROWS[1], mcnemar_p_vs_teacher=p)]
+    for board in (tables.leaderboard(rows), tables.leaderboard(rows, full=True)):
+        assert board["McNemar p"][0] == "—" and board["McNemar p"][1] == expected
+    head, _, teacher, student = tables.markdown(rows).splitlines()
+    cells = [c.strip() for c in student.split("|")]
+    assert cells[head.split("|").index(" McNemar p ")] == expected
+    assert "| McNemar p |" in tables.markdown(rows, f1=True).splitlines()[0]
+    assert "McNemar p" in html_report(rows, "run 1")
+
+
+def test_rows_without_the_paired_test_still_render():  # an exported reference from before the figure existed
+    board = tables.leaderboard(ROWS)
+    assert list(board["McNemar p"]) == ["—", "", "", "", ""]
+    assert tables.markdown(ROWS).count("\n") == len(ROWS) + 1
 
 
 @pytest.mark.parametrize("kind, method, label", [

@@ -92,8 +92,8 @@ Accuracy, F1, agreement and ECE on the test split; speed on the machine describe
 {PRINT_SCRIPT}</body></html>"""
 
 
-QUALITY_COLUMNS = ["variant", "technique", "kind", "parent", "accuracy %", "95% CI", "vs teacher", "retention %",
-                   "macro-F1", "agreement %", "ECE"]
+QUALITY_COLUMNS = ["variant", "technique", "kind", "parent", "accuracy %", "95% CI", "vs teacher", "McNemar p",
+                   "retention %", "macro-F1", "agreement %", "ECE"]
 TEXT_COLUMNS = {"variant", "technique", "kind", "parent", "status"}
 
 

@@ -7,8 +7,8 @@ import pandas as pd
 PREDICTION_COLUMNS = ["variant", "label", "confidence", "latency ms", "agrees with teacher"]
 
 
-HEADLINE_COLUMNS = ["variant", "technique", "accuracy % (95% CI)", "vs teacher", "speed-up", "smaller", "p50 ms",
-                    "MB"]
+HEADLINE_COLUMNS = ["variant", "technique", "accuracy % (95% CI)", "vs teacher", "McNemar p", "speed-up", "smaller",
+                    "p50 ms", "MB"]
 
 
 def technique(row: dict) -> str:
@@ -43,6 +43,11 @@ def frame(rows: list[dict]) -> pd.DataFrame:
     return df
 
 
+def _column(df: pd.DataFrame, name: str) -> pd.Series:
+    """A column that older rows (an exported reference, a store from before the figure existed) may lack."""
+    return df[name] if name in df else pd.Series(None, index=df.index, dtype=object)
+
+
 def _missing(value) -> bool:
     return value is None or pd.isna(value)
 
@@ -68,6 +73,16 @@ def _points(value, reference: bool) -> str:
     shown = round(float(value), 1)
     sign = "+" if shown > 0 else ("−" if shown < 0 else "")
     return f"{sign}{abs(shown):.1f} pts"
+
+
+def _paired_p(p, reference: bool) -> str:
+    """McNemar's exact p against the teacher on the same test items: how often a change this large comes from noise
+    alone (below 0.05: a real change). The reference row shows a dash; a row without the test shows nothing."""
+    if reference:
+        return "—"
+    if _missing(p):
+        return ""
+    return "< 0.001" if p < 0.001 else (f"{p:.3f}" if p < 0.01 else f"{p:.2f}")
 
 
 def _accuracy_ci(accuracy, low, high) -> str:
@@ -96,6 +111,7 @@ def leaderboard(rows: list[dict], full: bool = False) -> pd.DataFrame:
         "technique": [technique(r) for r in rows],
         "accuracy % (95% CI)": [_accuracy_ci(*v) for v in zip(df["accuracy"], df["ci_low"], df["ci_high"])],
         "vs teacher": [_points(v, ref) for v, ref in zip(df["points"], df["is_reference"])],
+        "McNemar p": [_paired_p(p, ref) for p, ref in zip(_column(df, "mcnemar_p_vs_teacher"), df["is_reference"])],
         "speed-up": df["speedup"].map(lambda v: _num(v, 2, "x")),
         "smaller": df["size_ratio"].map(lambda v: _num(v, 2, "x")),
         "p50 ms": df["latency_p50_ms"].map(lambda v: _num(v, 2)),
@@ -114,7 +130,7 @@ def _full(df: pd.DataFrame, headline: dict) -> pd.DataFrame:
         "kind": df["kind"], "parent": df["parent"].fillna(""),
         "accuracy %": df["accuracy"].map(_pct),
         "95% CI": ["" if _missing(lo) else f"{_pct(lo)}–{_pct(hi)}" for lo, hi in zip(df["ci_low"], df["ci_high"])],
-        "vs teacher": headline["vs teacher"],
+        "vs teacher": headline["vs teacher"], "McNemar p": headline["McNemar p"],
         "macro-F1": df["f1"].map(lambda v: _num(v, 3)),
         "agreement %": df["agreement"].map(_pct),
         "ECE": df["ece"].map(lambda v: _num(v, 3)),
@@ -203,18 +219,21 @@ def markdown(rows: list[dict], f1: bool = False) -> str:
     if df.empty:
         return ""
     f1_head = "F1 % (95% CI) | F1 vs teacher | " if f1 else ""
-    head = (f"| variant | kind (parent) | accuracy % (95% CI) | acc vs teacher | {f1_head}agreement % | MB "
-            f"| params M (non-zero) | p50 ms | p95 ms | speed-up | smaller |") if f1 else (
-        "| variant | kind (parent) | accuracy % (95% CI) | of teacher | agreement % | MB | params M (non-zero) "
-        "| p50 ms | p95 ms | speed-up | smaller |")
+    head = (f"| variant | kind (parent) | accuracy % (95% CI) | acc vs teacher | McNemar p | {f1_head}agreement % "
+            f"| MB | params M (non-zero) | p50 ms | p95 ms | speed-up | smaller |") if f1 else (
+        "| variant | kind (parent) | accuracy % (95% CI) | of teacher | McNemar p | agreement % | MB "
+        "| params M (non-zero) | p50 ms | p95 ms | speed-up | smaller |")
     heldout = "heldout_accuracy" in df and df["heldout_accuracy"].notna().any()
     if heldout:  # the recipe chose checkpoints on a selection set: its reporting half's accuracy
         head = head.replace(" | agreement %", " | held-out % (95% CI) | agreement %")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     reference = _f1_positive(df.loc[df["is_reference"]].iloc[0])[0]
-    for _, r in df.iterrows():
+    paired = _column(df, "mcnemar_p_vs_teacher")
+    for i, r in df.iterrows():
         parent = f" ({r['parent']})" if isinstance(r["parent"], str) and r["parent"] else ""
-        kept = (f"{_signed(r['points'])} | {_f1_cells(r, reference)} | " if f1 else f"{_pct(r['retention'])} % | ")
+        p = _paired_p(paired[i], r["is_reference"])
+        kept = (f"{_signed(r['points'])} | {p} | {_f1_cells(r, reference)} | " if f1
+                else f"{_pct(r['retention'])} % | {p} | ")
         if heldout:
             low, high = r["heldout_accuracy_ci"] if isinstance(r["heldout_accuracy_ci"], list) else (None, None)
             kept += (f"{_pct(r['heldout_accuracy'])} ({_pct(low)}–{_pct(high)}) | "

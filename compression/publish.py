@@ -250,7 +250,7 @@ def _chart(path: Path, rows: list[dict], label: str, report: Progress) -> str | 
     try:
         from .dashboard.report import chart_png
 
-        chart_png(rows, path, caption=label.split(";")[0][:100])
+        chart_png(rows, path, caption=label)
         return None
     except Exception as err:  # an optional picture: any failure (no Playwright, no Chromium) only leaves it out
         path.unlink(missing_ok=True)

@@ -9,7 +9,7 @@ import pytest
 from compression import advisor
 from compression.advisor import SCENARIOS, Scenario, best_for, recommend, scenario_summary
 from compression.dashboard import figures, tables
-from compression.dashboard.report import html_report
+from compression.dashboard.report import chart_title, html_report
 
 HEADLINE = ["variant", "technique", "accuracy % (95% CI)", "vs teacher", "McNemar p", "speed-up", "smaller", "p50 ms",
             "MB"]
@@ -349,3 +349,12 @@ def test_padded_range_leaves_the_pixels_asked_for():
     assert (0.0 - lo) / (hi - lo) * 400 >= 50 - 1e-6 and (hi - 1.0) / (hi - lo) * 400 >= 80 - 1e-6
     lo, hi = figures.padded_range([2.0], [10], [10], pixels=400, min_span=1.0)
     assert lo == pytest.approx(1.5) and hi == pytest.approx(2.5)  # widened to min_span, no padding needed
+
+
+def test_a_chart_title_is_the_labels_first_clause_cut_at_a_word():
+    assert chart_title("SST-2 zoo, Xeon; built at abc123") == "SST-2 zoo, Xeon"
+    long = "MRPC zoo (recipes/mrpc.yaml, sentence pairs), MSR test set, measured on a 2-core Intel Xeon VM with AMX"
+    title = chart_title(long, limit=60)
+    assert len(title) <= 60 and title.endswith("…") and long.startswith(title[:-1])
+    assert title == "MRPC zoo (recipes/mrpc.yaml, sentence pairs), MSR test set…"
+    assert chart_title("x" * 120, limit=50) == "x" * 49 + "…"

@@ -121,8 +121,7 @@ def cmd_export(args) -> int:
     if args.chart:
         from ..dashboard.report import chart_png
 
-        caption = args.label.split(";")[0][:100]  # the first clause: a chart title has one line
-        print(f"wrote the chart to {chart_png(rows, args.chart, caption=caption)}")
+        print(f"wrote the chart to {chart_png(rows, args.chart, caption=args.label)}")
     return 0
 
 

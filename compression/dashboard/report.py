@@ -161,9 +161,20 @@ def provenance_html(rows: list[dict]) -> str:
         f"<li><b>{html.escape(', '.join(names))}</b> — {html.escape(text)}</li>" for names, text in items) + "</ul>"
 
 
+def chart_title(label: str, limit: int = 100) -> str:
+    """A chart's one-line title from a run's label: its first clause (up to ";"), shortened at a word boundary."""
+    title = label.split(";")[0].strip()
+    if len(title) <= limit:
+        return title
+    head = title[:limit]  # a word that ends at the limit is kept whole: the space after it is inside
+    cut = head.rsplit(" ", 1)[0] if " " in head else head[:limit - 1]
+    return cut.rstrip(" ,;:") + "…"
+
+
 def chart_png(rows: list[dict], path, caption: str = "", width: int = 1100, height: int = 560):
     """The accuracy / latency / size chart as a PNG (for a README), drawn by headless Chromium through Playwright
-    (dev requirements); plotly itself cannot write images without extra packages."""
+    (dev requirements); plotly itself cannot write images without extra packages. ``caption``: the run's label,
+    whose first clause becomes the title."""
     import shutil
     import tempfile
     from pathlib import Path
@@ -175,7 +186,7 @@ def chart_png(rows: list[dict], path, caption: str = "", width: int = 1100, heig
     except ImportError:
         raise LabError("--chart needs Playwright and Chromium: pip install -r requirements-dev.txt") from None
     fig = figures.accuracy_vs_latency(tables.frame(rows))
-    fig.update_layout(width=width, height=height, title=caption or fig.layout.title.text)
+    fig.update_layout(width=width, height=height, title=chart_title(caption) or fig.layout.title.text)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -85,6 +85,15 @@ def test_published_pair_examples_are_taken_from_what_it_packs():
     assert pick_examples([["q", "r"]] * 20, pairs=True) == [("q", "r")] * 8
 
 
+def test_published_pair_examples_show_each_pair_once():
+    class Run:  # publish draws the examples from the test texts it packs, so the two lists overlap
+        test_texts = [[f"first {i}", f"second {i}"] for i in range(10)]
+        examples = test_texts[:3]
+
+    shown = PublishedSource(Run()).examples(PAIR)
+    assert shown == [(f"first {i}", f"second {i}") for i in range(8)]
+
+
 def test_context_knows_the_pair_task_and_its_test_examples(pair_ctx, tiny_pair_data):
     assert pair_ctx.pair() == PAIR
     examples = pair_ctx.source.examples(pair_ctx.pair())

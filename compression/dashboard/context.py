@@ -17,6 +17,7 @@ from pathlib import Path
 from ..bundle import Bundle, load_bundle
 from ..errors import LabError
 from ..store import resolve_store_dir
+from ..texts import of_kind
 from . import views
 
 ON, OFF = ("on", "1", "true", "yes"), ("off", "0", "false", "no")
@@ -148,7 +149,9 @@ class PublishedSource:
         """What the run packs (its examples, then its test texts); for a pair task only its pairs."""
         if not pair:
             return [t for t in self.run.examples if isinstance(t, str)] or views.examples()
-        return views.pick_examples([*self.run.examples, *getattr(self.run, "test_texts", [])], pairs=True)
+        # The packed examples are drawn from the packed test texts: each pair once, or the Playground repeats them.
+        pairs = of_kind([*self.run.examples, *getattr(self.run, "test_texts", [])], pairs=True)
+        return views.pick_examples(list(dict.fromkeys(pairs)), pairs=True)
 
 
 def pair_of(rows: list[dict]) -> tuple[str, str] | None:

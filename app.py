@@ -22,7 +22,7 @@ def main() -> None:
                         help="do not build recipes/starter.yaml in the background when the store is empty")
     args = parser.parse_args()
 
-    from compression.store import resolve_store_dir
+    from compression.store.run_store import resolve_store_dir
 
     store = resolve_store_dir(args.store)
     store.mkdir(parents=True, exist_ok=True)
@@ -31,9 +31,9 @@ def main() -> None:
     os.environ.setdefault("COMPRESSION_LAB_CACHE", str(store / "cache"))
     os.environ.setdefault("HF_HOME", str(store / "hf-home"))
 
-    from compression.background import STARTER_RECIPE
+    from compression.builder.child import STARTER_RECIPE
+    from compression.core.errors import LabError
     from compression.dashboard import make_context
-    from compression.errors import LabError
 
     try:  # before the web stack loads: an empty store's starter run begins building at once
         ctx = make_context(str(store), published=args.published, starter=None if args.no_starter else STARTER_RECIPE)

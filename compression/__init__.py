@@ -16,8 +16,8 @@ if _sys.version_info >= (3, 14):
     if _os.path.isdir(_std) and _std not in __path__:
         __path__.append(_std)
 
-from .config import DataConfig, Recipe, TeacherConfig, load_recipe  # noqa: E402
-from .errors import LabError  # noqa: E402
+from compression.core import __version__  # noqa: E402
+from compression.core.config import DataConfig, Recipe, TeacherConfig, load_recipe
+from compression.core.errors import LabError
 
-__version__ = "0.1.0"
 __all__ = ["DataConfig", "Recipe", "TeacherConfig", "load_recipe", "LabError", "__version__"]

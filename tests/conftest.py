@@ -151,11 +151,11 @@ def embedded_installed(package: str) -> bool:
 @pytest.fixture(scope="session")
 def tiny_teacher(tiny_data, tmp_path_factory) -> Path:
     """A tiny 4-head BERT fine-tuned on the synthetic task (confident logits), saved as an fp32 bundle."""
-    from compression.bundle import save_bundle
-    from compression.config import DataConfig, TrainConfig
-    from compression.data import load_data
-    from compression.distill import tokenize, train
-    from compression.sources import load_tokenizer_and_model
+    from compression.bundle.folder import save_bundle
+    from compression.core.config import DataConfig, TrainConfig
+    from compression.data.loading import load_data
+    from compression.data.sources import load_tokenizer_and_model
+    from compression.training.distill import tokenize, train
 
     folder = tmp_path_factory.mktemp("tiny-teacher")
     backbone = make_tiny_backbone(folder / "backbone", hidden=32, layers=2, heads=4)

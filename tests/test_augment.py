@@ -6,10 +6,19 @@ import random
 import numpy as np
 import pytest
 
-from compression.augment import (augment_texts, embedding_neighbours, new_texts, normal_form, perturb, source_texts,
-                                 teacher_augmented, teacher_transfer, vocabulary_words)
-from compression.bundle import load_bundle
-from compression.config import AugmentConfig, from_dict, Recipe
+from compression.bundle.folder import load_bundle
+from compression.core.config import AugmentConfig, Recipe
+from compression.core.texts import normal_form
+from compression.core.typed import from_dict
+from compression.data.augment import (
+    augment_texts,
+    embedding_neighbours,
+    new_texts,
+    perturb,
+    source_texts,
+    vocabulary_words,
+)
+from compression.training.teacher_targets import teacher_augmented, teacher_transfer
 
 from .conftest import run_cli, synthetic_rows
 

@@ -5,10 +5,11 @@ import json
 
 import pytest
 
-from compression.bundle import load_bundle
-from compression.config import Recipe, from_dict
+from compression.bundle.folder import load_bundle
+from compression.core.config import Recipe
+from compression.core.errors import LabError
+from compression.core.typed import from_dict
 from compression.dashboard.views import MAX_UPLOAD_BYTES, parse_batch
-from compression.errors import LabError
 
 from .conftest import run_cli
 

@@ -2,11 +2,11 @@ import json
 
 import pytest
 
-from compression.advisor import NO, PAYS, advise
-from compression.bench import benchmark
-from compression.bundle import load_bundle, save_bundle
-from compression.config import BenchConfig
-from compression.quantize import dynamic_int8
+from compression.bundle.folder import load_bundle, save_bundle
+from compression.core.config import BenchConfig
+from compression.evaluation.advisor import NO, PAYS, advise
+from compression.evaluation.bench import benchmark
+from compression.techniques.quantization import dynamic_int8
 
 from .conftest import embedded_installed, run_cli, synthetic_rows
 
@@ -107,8 +107,8 @@ def test_memory_is_the_models_own_even_from_a_big_parent(tmp_path):
     """A child inherits ru_maxrss across exec; the figure must not vanish when the parent is already large."""
     import torch
 
-    from compression.bench import memory_mb
-    from compression.sources import load_tokenizer_and_model
+    from compression.data.sources import load_tokenizer_and_model
+    from compression.evaluation.bench import memory_mb
 
     ballast = torch.ones(400_000_000, dtype=torch.uint8)  # a parent bigger than the model
     tokenizer, model = load_tokenizer_and_model("embedded:minilm-l6", ["a", "b"])
@@ -122,8 +122,8 @@ def test_memory_is_the_models_own_even_from_a_big_parent(tmp_path):
 def test_record_stores_the_figures_and_provenance_of_each_variant(tmp_path):
     """``bench --record`` and the pipeline write a benchmark the same way: the BENCH_METRICS figures, and the
     provenance (plus extras and the runtime) as the detail of latency_p50_ms."""
-    from compression.bench import BENCH_METRICS, record
-    from compression.store import RunStore
+    from compression.evaluation.bench import BENCH_METRICS, record
+    from compression.store.run_store import RunStore
 
     rows = [{**{k: float(i + 1) for k in BENCH_METRICS}, "runtime": runtime, "name": f"v{i}"}
             for i, runtime in enumerate(("torch", "onnxruntime"))]

@@ -2,9 +2,11 @@ import json
 
 import pytest
 
-from compression.bundle import PROBE_TEXTS, bundle_bytes, load_bundle, read_meta, save_bundle, verify_bundle
-from compression.errors import LabError
-from compression.sources import load_tokenizer_and_model
+from compression.bundle.folder import PROBE_TEXTS, load_bundle, save_bundle
+from compression.bundle.meta import bundle_bytes, read_meta
+from compression.bundle.verify import verify_bundle
+from compression.core.errors import LabError
+from compression.data.sources import load_tokenizer_and_model
 
 
 @pytest.fixture

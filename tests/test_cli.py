@@ -136,7 +136,7 @@ def test_child_env_finds_this_package_from_any_folder(tmp_path):
     import subprocess
     import sys
 
-    from compression.process import PACKAGE_ROOT, child_env
+    from compression.core.child_env import PACKAGE_ROOT, child_env
 
     env = child_env(LAB_EXTRA="1")
     assert env["PYTHONPATH"].split(os.pathsep)[0] == str(PACKAGE_ROOT) and env["LAB_EXTRA"] == "1"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from compression import codehash
+from compression.core import digest as codehash
 
 from .conftest import ROOT
 
@@ -31,9 +31,10 @@ TREE = {
     "sub/__init__.py": "",
     "sub/inner.py": "from ..e import not_a_module\nfrom . import later\n",
     "outside.py": "from . import a\n",
-    "uses_metrics.py": "from .metrics import load_metric\n",
-    "metrics/__init__.py": "def load_metric(name):\n    import evaluate\n",
-    "metrics/acc/acc.py": "import datasets\nimport evaluate\n",
+    "uses_metrics.py": "from .evaluation.metrics import load_metric\n",
+    "evaluation/__init__.py": "",
+    "evaluation/metrics/__init__.py": "def load_metric(name):\n    import evaluate\n",
+    "evaluation/metrics/acc/acc.py": "import datasets\nimport evaluate\n",
 }
 A_CLOSURE = ["compression.a", "compression.b", "compression.c", "compression.d", "compression.e",
              "compression.sub", "compression.sub.inner"]
@@ -73,13 +74,13 @@ def test_root_init_is_left_out_and_a_subpackage_init_is_in(pkg):
     names = codehash.module_closure("compression.sub.inner", root=pkg)
     assert names == ["compression.e", "compression.sub", "compression.sub.inner"]
     assert "compression" not in codehash.module_closure("compression.a", root=pkg)
-    assert "compression.config" not in codehash.module_closure("compression.a", root=pkg)
+    assert "compression.core.config" not in codehash.module_closure("compression.a", root=pkg)
 
 
 def test_editing_the_closure_changes_the_digest_and_nothing_else_does(pkg, versions):
     digest = codehash.code_digest("compression.a", root=pkg)
     assert len(digest) == 16 and int(digest, 16) >= 0
-    for rel in ("outside.py", "config.py", "__init__.py", "metrics/acc/acc.py"):
+    for rel in ("outside.py", "config.py", "__init__.py", "evaluation/metrics/acc/acc.py"):
         edit(pkg / rel, (pkg / rel).read_text() + "# unrelated edit\n")
         assert codehash.code_digest("compression.a", root=pkg) == digest, rel
     edit(pkg / "c.py", "import compression.d  \n")  # whitespace only, same process: size and mtime change
@@ -117,15 +118,16 @@ def test_library_versions_enter_the_digest(pkg, versions):
 
 def test_metric_scripts_loaded_by_path_are_in_the_closure(pkg, versions):
     names = codehash.module_closure("compression.uses_metrics", root=pkg)
-    assert names == ["compression.metrics", "compression.metrics.acc.acc", "compression.uses_metrics"]
+    assert names == ["compression.evaluation", "compression.evaluation.metrics", "compression.evaluation.metrics.acc.acc",
+                     "compression.uses_metrics"]
     assert set(codehash.closure_libraries("compression.uses_metrics", root=pkg)) == {"datasets", "evaluate"}
     digest = codehash.code_digest("compression.uses_metrics", root=pkg)
-    edit(pkg / "metrics" / "acc" / "acc.py", "import evaluate\n")
+    edit(pkg / "evaluation" / "metrics" / "acc" / "acc.py", "import evaluate\n")
     edited = codehash.code_digest("compression.uses_metrics", root=pkg)
     assert edited != digest
-    (pkg / "metrics" / "ece").mkdir()
-    (pkg / "metrics" / "ece" / "ece.py").write_text("import numpy\n")
-    assert "compression.metrics.ece.ece" in codehash.module_closure("compression.uses_metrics", root=pkg)
+    (pkg / "evaluation" / "metrics" / "ece").mkdir()
+    (pkg / "evaluation" / "metrics" / "ece" / "ece.py").write_text("import numpy\n")
+    assert "compression.evaluation.metrics.ece.ece" in codehash.module_closure("compression.uses_metrics", root=pkg)
     assert codehash.code_digest("compression.uses_metrics", root=pkg) not in (digest, edited)
 
 
@@ -145,17 +147,17 @@ def test_names_outside_the_package_are_refused(pkg, name):
 
 def test_real_package_closure_without_importing_torch():
     code = ("import json, sys\n"
-            "from compression import codehash\n"
+            "from compression.core import digest as codehash\n"
             "before = 'torch' in sys.modules\n"
-            "names = codehash.module_closure('compression.quantize')\n"
-            "digest = codehash.code_digest('compression.quantize')\n"
-            "libs = codehash.closure_libraries('compression.quantize')\n"
+            "names = codehash.module_closure('compression.techniques.quantization')\n"
+            "digest = codehash.code_digest('compression.techniques.quantization')\n"
+            "libs = codehash.closure_libraries('compression.techniques.quantization')\n"
             "print(json.dumps({'before': before, 'after': 'torch' in sys.modules, 'names': names,\n"
             "                  'digest': digest, 'libs': libs}))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     result = json.loads(out)
     assert result["before"] is False and result["after"] is False
-    assert {"compression.quantize", "compression.weights", "compression.errors"} <= set(result["names"])
+    assert {"compression.techniques.quantization", "compression.bundle.weights", "compression.core.errors"} <= set(result["names"])
     assert "compression" not in result["names"]
     assert len(result["digest"]) == 16
     assert {"torch", "numpy", "onnxruntime"} <= set(result["libs"])

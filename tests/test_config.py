@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from compression.config import DataConfig, Recipe, from_dict, load_recipe
+from compression.core.config import DataConfig, Recipe, load_recipe
+from compression.core.typed import from_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 

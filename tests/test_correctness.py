@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from compression.augment import new_texts
-from compression.metrics import paired_test, score_logits
-from compression.prune import importance, layer_parts
-from compression.sources import load_tokenizer_and_model
+from compression.bundle.shapes import layer_parts
+from compression.data.augment import new_texts
+from compression.data.sources import load_tokenizer_and_model
+from compression.evaluation.metrics import paired_test, score_logits
+from compression.techniques.pruning import importance
 
 from .conftest import make_tiny_backbone
-
 
 # ---------------------------------------------------------------- importance: |.| per example, then the sum
 

@@ -5,12 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from compression.advisor import recommend
-from compression.config import Recipe, from_dict
-from compression.dashboard import figures, tables
+from compression.core.config import Recipe
+from compression.core.errors import LabError
+from compression.core.typed import from_dict
 from compression.dashboard.views import lab_recipe, parse_batch, predictions_html, reference_rows
-from compression.dashboard.report import html_report, leaderboard_csv
-from compression.errors import LabError
+from compression.evaluation.advisor import recommend
+from compression.presentation import figures, tables
+from compression.presentation.report import html_report, leaderboard_csv
 
 from .conftest import ROOT, run_cli
 
@@ -176,15 +177,15 @@ def test_api_through_gradio_client(served_app):
 
 
 def _store_rows(store) -> dict[str, dict]:
-    from compression.results import current_variants, variant_row
-    from compression.store import RunStore
+    from compression.evaluation.results import current_variants, variant_row
+    from compression.store.run_store import RunStore
 
     with RunStore(store, readonly=True) as opened:
         return {r["name"]: r for r in (variant_row(v) for v in current_variants(opened))}
 
 
 def test_load_test_drives_the_app_without_errors(served_app):
-    from compression.loadtest import load_test
+    from compression.evaluation.loadtest import load_test
 
     result = load_test(served_app[0], [1, 3], predictions=3, timeout=300)
     assert [r["clients"] for r in result["levels"]] == [1, 3]

@@ -9,10 +9,10 @@ import shutil
 import gradio as gr
 import pytest
 
+from compression.core.errors import LabError
 from compression.dashboard import callbacks as cb
 from compression.dashboard.context import PublishedSource, make_context
 from compression.dashboard.views import input_hints, parse_batch, pick_examples, readable
-from compression.errors import LabError
 
 from .conftest import ROOT, _free_port
 

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from compression.config import DataConfig
-from compression.data import load_data
-from compression.errors import LabError
+from compression.core.config import DataConfig
+from compression.core.errors import LabError
+from compression.data.loading import load_data
 
 from .conftest import embedded_installed, synthetic_rows
 
@@ -127,7 +127,7 @@ def test_int_labels_not_starting_at_zero_are_renumbered(tmp_path):
 
 
 def test_align_labels_by_name_or_by_bare_id():
-    from compression.data import align_labels
+    from compression.data.loading import align_labels
 
     assert align_labels(["positive", "negative"], ["negative", "positive"]) == [1, 0]
     assert align_labels(["0", "1"], ["negative", "positive"]) == [0, 1]

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from compression.bundle import load_bundle, save_bundle
-from compression.config import DataConfig, DistillConfig, StudentConfig, TrainConfig
-from compression.data import load_data
-from compression.distill import build_student, keep_layers, shares_tokenizer, teacher_logits, tokenize, train
-from compression.errors import LabError
-from compression.sources import load_tokenizer_and_model
+from compression.bundle.folder import load_bundle, save_bundle
+from compression.core.config import DataConfig, DistillConfig, StudentConfig, TrainConfig
+from compression.core.errors import LabError
+from compression.data.loading import load_data
+from compression.data.sources import load_tokenizer_and_model
+from compression.training.distill import build_student, keep_layers, shares_tokenizer, tokenize, train
+from compression.training.teacher_targets import teacher_logits
 
 from .conftest import ROOT, make_tiny_backbone, run_cli
 
@@ -97,8 +98,8 @@ def test_distillation_raises_agreement_across_vocabularies(teacher_dir, data, tm
 def test_hidden_distillation_projects_only_across_widths(data, tiny_model, tmp_path, monkeypatch, teacher_width):
     """Hidden-state distillation from a teacher of another width (same tokenizer) trains one projection per layer
     pair with the student and drops it from the returned model; at equal widths there is no projection."""
-    import compression.distill
-    from compression.losses import hidden_mse
+    import compression.training.distill as distill
+    from compression.training.losses import hidden_mse
 
     backbone = make_tiny_backbone(tmp_path / "teacher", hidden=teacher_width, seed=2)  # same vocabulary
     tokenizer, student = load_tokenizer_and_model(str(tiny_model), data.labels)
@@ -111,7 +112,7 @@ def test_hidden_distillation_projects_only_across_widths(data, tiny_model, tmp_p
         calls.append((loss.item(), projection, None if projection is None else projection.weight.detach().clone()))
         return loss
 
-    monkeypatch.setattr(compression.distill, "hidden_mse", spy)
+    monkeypatch.setattr(distill, "hidden_mse", spy)
     trained = train(student, tokenizer, tokenize(data, tokenizer, 32), TrainConfig(epochs=3, **FAST), tmp_path / "w",
                     seed=0, name="s", distill=DistillConfig(alpha=0.5, hidden_weight=1.0), teacher_model=teacher)
     assert len(calls) >= 20

@@ -12,8 +12,9 @@ import time
 
 import pytest
 
-from compression.bundle import bundle_problem, load_bundle
-from compression.store import RunStore
+from compression.bundle.folder import load_bundle
+from compression.bundle.meta import bundle_problem
+from compression.store.run_store import RunStore
 
 from .conftest import ROOT, run_cli, synthetic_rows
 

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from compression.align import MAX_MISMATCH, alignment, check_alignment, id_map
-from compression.bundle import load_bundle
-from compression.config import DataConfig, DistillConfig, TrainConfig
-from compression.data import load_data
-from compression.distill import CachedStates, teacher_logits, teacher_states, tokenize, train
-from compression.errors import LabError
-from compression.sources import load_tokenizer_and_model
+from compression.bundle.folder import load_bundle
+from compression.core.config import DataConfig, DistillConfig, TrainConfig
+from compression.core.errors import LabError
+from compression.data.align import MAX_MISMATCH, alignment, check_alignment, id_map
+from compression.data.loading import load_data
+from compression.data.sources import load_tokenizer_and_model
+from compression.training.distill import CachedStates, tokenize, train
+from compression.training.teacher_targets import teacher_logits, teacher_states
 
 from .conftest import make_tiny_backbone, run_cli, synthetic_pairs
 
@@ -78,12 +79,12 @@ def test_states_are_cached_in_the_logits_pass(tiny_teacher, tiny_data, tmp_path,
     teacher_logits(tiny_teacher, data, tmp_path, layers=[2])
     assert len(list(tmp_path.glob("teacher-states-*.npz"))) == 1
 
-    import compression.bundle
+    import compression.training.teacher_targets as teacher_targets
 
     def no_pass(*args, **kwargs):
         raise AssertionError("the teacher ran again")
 
-    monkeypatch.setattr(compression.bundle, "load_bundle", no_pass)
+    monkeypatch.setattr(teacher_targets, "load_bundle", no_pass)
     states = teacher_states(tiny_teacher, texts, [2], tmp_path)  # read from the logits pass's cache
     assert states.shape == (len(texts), 1, 32)
     teacher_logits(tiny_teacher, data, tmp_path, layers=[2])  # both caches hit
@@ -108,8 +109,8 @@ def test_cached_states_standardise_per_dimension():
 def test_student_learns_cached_states_with_the_teacher_out_of_the_loop(tiny_teacher, tiny_data, shifted, tmp_path,
                                                                        monkeypatch):
     """The hidden-state loss falls, the projection (48 -> 32) trains and is dropped from the returned model."""
-    import compression.distill
-    from compression.losses import hidden_mse
+    import compression.training.distill as distill
+    from compression.training.losses import hidden_mse
 
     data = load_data(DataConfig(source=str(tiny_data)))
     logits = teacher_logits(tiny_teacher, data, tmp_path / "cache", layers=[2])
@@ -123,7 +124,7 @@ def test_student_learns_cached_states_with_the_teacher_out_of_the_loop(tiny_teac
         calls.append((loss.item(), projection.weight.detach().clone()))
         return loss
 
-    monkeypatch.setattr(compression.distill, "hidden_mse", spy)
+    monkeypatch.setattr(distill, "hidden_mse", spy)
     trained = train(student, tokenizer, tokenize(data, tokenizer, 32, logits, rows=True),
                     TrainConfig(epochs=4, **FAST), tmp_path / "w", seed=0, name="s",
                     distill=DistillConfig(alpha=0.5, hidden_weight=1.0), states=states)
@@ -206,8 +207,8 @@ def test_attention_distillation_still_needs_the_teachers_tokenizer(tiny_data, ti
 
 def test_augmented_and_transfer_texts_get_their_states_in_their_labelling_pass(tiny_teacher, tiny_data, tmp_path,
                                                                               monkeypatch):
-    from compression.augment import teacher_augmented, teacher_transfer
-    from compression.config import AugmentConfig
+    from compression.core.config import AugmentConfig
+    from compression.training.teacher_targets import teacher_augmented, teacher_transfer
 
     train = list(load_data(DataConfig(source=str(tiny_data))).splits["train"]["text"])
     texts, logits = teacher_augmented(tiny_teacher, train, AugmentConfig(copies=1, min_words=6), seed=0,
@@ -216,8 +217,8 @@ def test_augmented_and_transfer_texts_get_their_states_in_their_labelling_pass(t
     teacher_transfer(tiny_teacher, transfer, tmp_path, layers=[1, 2])
     assert len(texts) > 50 and len(list(tmp_path.glob("teacher-states-*.npz"))) == 2
 
-    import compression.bundle
+    import compression.training.teacher_targets as teacher_targets
 
-    monkeypatch.setattr(compression.bundle, "load_bundle", lambda *a, **k: pytest.fail("the teacher ran again"))
+    monkeypatch.setattr(teacher_targets, "load_bundle", lambda *a, **k: pytest.fail("the teacher ran again"))
     assert teacher_states(tiny_teacher, texts, [1, 2], tmp_path).shape == (len(texts), 2, 32)
     assert teacher_states(tiny_teacher, transfer, [1, 2], tmp_path).shape == (2, 2, 32)

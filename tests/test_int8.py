@@ -9,13 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from compression.bundle import load_bundle, save_bundle, update_meta, verify_bundle
-from compression.config import QuantizeConfig, from_dict
-from compression.errors import LabError
-from compression.qlinear import (LabDynamicLinear, default_bits, linear_names, quantize_linears,
-                                 tune_fp32_layers)
-from compression.runtime import trace
-from compression.sources import load_tokenizer_and_model
+from compression.bundle.folder import load_bundle, save_bundle
+from compression.bundle.meta import update_meta
+from compression.bundle.qlinear import LabDynamicLinear, default_bits, linear_names, quantize_linears, tune_fp32_layers
+from compression.bundle.runtime import trace
+from compression.bundle.verify import verify_bundle
+from compression.core.config import QuantizeConfig
+from compression.core.errors import LabError
+from compression.core.typed import from_dict
+from compression.data.sources import load_tokenizer_and_model
 
 from .conftest import make_tiny_backbone, run_cli, synthetic_rows
 
@@ -130,7 +132,8 @@ def test_tuning_puts_the_most_harmful_layer_back_to_fp32_first(outlier_model):
     assert [s["layer"] for s in report["steps"]][:len(kept)] == kept
     assert report["accuracy"] > report["int8_accuracy"] and report["drop"] == pytest.approx(1.0 - report["accuracy"])
     assert {n for n, m in tuned.named_modules() if type(m) is torch.nn.Linear} == set(kept)
-    from compression.qlinear import _batches, _logits as batch_logits
+    from compression.bundle.qlinear import _batches
+    from compression.bundle.qlinear import _logits as batch_logits
 
     order = sorted(range(len(TEXTS)), key=lambda i: len(TEXTS[i]))  # as measured: activation scales are per batch
     preds = batch_logits(tuned, _batches(tokenizer, [TEXTS[i] for i in order], 32)).argmax(-1)
@@ -164,7 +167,7 @@ def test_bundle_reloads_in_a_fresh_process_with_recorded_bits_and_fp32_layers(ou
 
 
 def test_bundles_without_the_new_keys_restore_as_before(tiny_teacher, tmp_path):
-    from compression.quantize import dynamic_int8
+    from compression.techniques.quantization import dynamic_int8
 
     source = load_bundle(tiny_teacher)
     folder = _save(dynamic_int8(source.model), source.tokenizer, tmp_path / "legacy")
@@ -175,7 +178,7 @@ def test_bundles_without_the_new_keys_restore_as_before(tiny_teacher, tmp_path):
 
 
 def test_8bit_bundle_on_a_cpu_without_vnni_runs_with_7_bits_and_says_so(outlier_model, tmp_path, monkeypatch):
-    import compression.hardware as hardware
+    import compression.core.hardware as hardware
     from compression.techniques.dynamic_int8 import FALLBACK_WARNING
 
     tokenizer, model = outlier_model
@@ -204,8 +207,8 @@ def test_activation_bits_resolve_from_the_cpu_flags():
 
 
 def test_apply_records_bits_and_layers_in_built(outlier_model, monkeypatch, tmp_path):
-    import compression.hardware as hardware
-    from compression.techniques import Validation
+    import compression.core.hardware as hardware
+    from compression.core.registry import Validation
     from compression.techniques.dynamic_int8 import apply
 
     tokenizer, model = outlier_model

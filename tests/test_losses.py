@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from compression.losses import attention_kl, hidden_mse, kd_loss, soft_kl, uniform_layer_map
+from compression.training.losses import attention_kl, hidden_mse, kd_loss, soft_kl, uniform_layer_map
 
 
 def test_kd_loss_matches_hand_computation():

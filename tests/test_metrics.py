@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from compression.metrics import AVAILABLE, load_metric, score_logits
+from compression.evaluation.metrics import AVAILABLE, load_metric, score_logits
 
 
 def test_shipped_metrics_load_offline_by_path():

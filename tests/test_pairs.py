@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from compression.config import DataConfig
-from compression.data import load_data
-from compression.errors import LabError
-from compression.texts import as_texts, encode, texts_of
+from compression.core.config import DataConfig
+from compression.core.errors import LabError
+from compression.core.texts import as_texts, encode, texts_of
+from compression.data.loading import load_data
 
 from .conftest import make_tiny_backbone, run_cli, synthetic_pairs, synthetic_rows
 
@@ -137,7 +137,8 @@ bench: {{samples: 8, repeats: 1, warmup: 1, throughput_batches: 1, memory: false
 
 
 def test_every_method_builds_reloads_and_scores_on_pairs(pair_zoo):
-    from compression.bundle import check_probe, load_bundle
+    from compression.bundle.folder import load_bundle
+    from compression.bundle.verify import check_probe
 
     store, rows = pair_zoo
     assert set(rows) == {"teacher", "student", "slim", "sparse", "int8", "onnx-int8", "onnx", "bf16", "fp16"}
@@ -152,7 +153,7 @@ def test_every_method_builds_reloads_and_scores_on_pairs(pair_zoo):
 
 
 def test_pair_bundle_reads_both_texts_and_refuses_single_texts(pair_zoo):
-    from compression.bundle import load_bundle
+    from compression.bundle.folder import load_bundle
 
     store, rows = pair_zoo
     bundle = load_bundle(rows["int8"]["bundle"])
@@ -179,7 +180,7 @@ def test_bench_measures_real_pairs(pair_zoo):
 def test_pairs_are_augmented_as_pairs_and_transfer_sets_refused(tiny_pair_data, tiny_model, tmp_path):
     """Copies of a pair perturb both texts (a build with them: tests/test_hidden_states.py); a transfer set holds
     single texts, so it is refused for a pair task before anything trains."""
-    from compression.augment import augment_texts, source_texts
+    from compression.data.augment import augment_texts, source_texts
 
     neighbours = {"good": ["great"], "dull": ["boring"]}
     pairs = [("a good film", "a dull plot")]

@@ -55,7 +55,7 @@ def test_read_texts_finds_pairs_by_header_or_by_variant(tmp_path):
 
 def test_read_texts_refuses_a_row_without_two_texts(tmp_path):
     from compression.cli.common import read_texts
-    from compression.errors import LabError
+    from compression.core.errors import LabError
 
     short = tmp_path / "short.tsv"
     short.write_text("sentence1\tsentence2\nA\tB\nonly one\n", encoding="utf-8")
@@ -152,7 +152,7 @@ def published_pairs(pair_store, tmp_path_factory):
 
 
 def test_published_pair_run_packs_pairs(published_pairs, tiny_pair_data):
-    from compression.publish import open_published
+    from compression.publishing.writer import open_published
 
     examples = json.loads((published_pairs / "examples.json").read_text())
     assert examples["task"] == "pair" and examples["pair"] == ["sentence1", "sentence2"]
@@ -188,7 +188,7 @@ def test_published_pair_run_serves_pairs(published_pairs, pair_store):
 
 def test_published_single_run_reads_as_before(tmp_path):
     """examples.json without pairs: texts stay strings, stray items are left out, no pair."""
-    from compression.published import _pair, _texts
+    from compression.publishing.reader import _pair, _texts
 
     assert _texts(["a", ["b", "c"], 3, None], pairs=False) == ["a"]
     assert _texts(["a", ["b", "c"], ["d"], "e"], pairs=True) == [("b", "c")]

@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from compression import advisor
-from compression.advisor import SCENARIOS, Scenario, best_for, recommend, scenario_summary
-from compression.dashboard import figures, tables
-from compression.dashboard.report import chart_title, html_report
+from compression.evaluation import advisor
+from compression.evaluation.advisor import SCENARIOS, Scenario, best_for, recommend, scenario_summary
+from compression.presentation import figures, tables
+from compression.presentation.report import chart_title, html_report
 
 HEADLINE = ["variant", "technique", "accuracy % (95% CI)", "vs teacher", "McNemar p", "speed-up", "smaller", "p50 ms",
             "MB"]

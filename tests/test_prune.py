@@ -1,10 +1,17 @@
 import pytest
 import torch
 
-from compression.bundle import load_bundle, save_bundle, verify_bundle
-from compression.errors import LabError
-from compression.prune import (count_parameters, magnitude_prune, make_permanent, selected_weights,
-                               sparsity_report, structure, structured_prune)
+from compression.bundle.folder import load_bundle, save_bundle
+from compression.bundle.shapes import count_parameters, structure
+from compression.bundle.verify import verify_bundle
+from compression.core.errors import LabError
+from compression.techniques.pruning import (
+    magnitude_prune,
+    make_permanent,
+    selected_weights,
+    sparsity_report,
+    structured_prune,
+)
 
 
 def _fresh(tiny_teacher):
@@ -63,9 +70,9 @@ def test_sparse_bundle_bytes_follow_sparsity(tiny_teacher, tmp_path):
 
 
 def test_structured_pruning_shrinks_and_reloads(tiny_teacher, tiny_data, tmp_path):
-    from compression.config import DataConfig
-    from compression.data import load_data
-    from compression.distill import Collator, tokenize
+    from compression.core.config import DataConfig
+    from compression.data.loading import load_data
+    from compression.training.distill import Collator, tokenize
 
     bundle = _fresh(tiny_teacher)
     model = bundle.model
@@ -118,7 +125,7 @@ DEAD_NEURONS = {0: list(range(0, 64, 4)), 1: list(range(3, 64, 4))}  # 16 of 64 
 
 
 def _silence(model) -> None:
-    from compression.prune import layer_parts
+    from compression.bundle.shapes import layer_parts
 
     with torch.no_grad():
         for layer, part in enumerate(layer_parts(model)):
@@ -128,7 +135,7 @@ def _silence(model) -> None:
 
 
 def test_importance_ranks_irrelevant_heads_and_neurons_lowest():
-    from compression.prune import importance
+    from compression.techniques.pruning import importance
 
     model, batches = _tiny_classifier()
     _silence(model)
@@ -145,7 +152,7 @@ def test_importance_ranks_irrelevant_heads_and_neurons_lowest():
 
 
 def test_structured_prune_removes_exactly_the_irrelevant_parts():
-    from compression.prune import layer_parts
+    from compression.bundle.shapes import layer_parts
 
     model, batches = _tiny_classifier()
     _silence(model)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from compression import publish as pub
-from compression import published as reading
-from compression.errors import LabError
+from compression.core.errors import LabError
+from compression.publishing import reader as reading
+from compression.publishing import writer as pub
 
 from .conftest import ROOT, run_cli
 
@@ -138,7 +138,7 @@ def test_card_metadata_names_hub_ids_only():
 
 
 def test_zip_and_open_published(built, published, tmp_path, cache):
-    from compression.store import RunStore
+    from compression.store.run_store import RunStore
 
     messages = []
     with RunStore(built) as store:
@@ -164,7 +164,7 @@ def test_zip_and_open_published(built, published, tmp_path, cache):
 
 
 def test_publish_refusals(built, published, tmp_path):
-    from compression.store import RunStore
+    from compression.store.run_store import RunStore
 
     with RunStore(built) as store:
         with pytest.raises(LabError, match=r"no finished variant 'ghost' \(known: teacher, teacher-int8\)"):
@@ -177,14 +177,14 @@ def test_publish_refusals(built, published, tmp_path):
 
 
 def test_examples_fall_back_to_probe_texts(built, tmp_path, monkeypatch):
-    import compression.data
-    from compression.bundle import PROBE_TEXTS
-    from compression.store import RunStore
+    import compression.publishing.writer as writer
+    from compression.bundle.folder import PROBE_TEXTS
+    from compression.store.run_store import RunStore
 
     def unavailable(*args, **kwargs):
         raise LabError("data folder /gone does not exist")
 
-    monkeypatch.setattr(compression.data, "load_data", unavailable)
+    monkeypatch.setattr(writer, "load_data", unavailable)
     with RunStore(built) as store:
         out = Path(pub.publish(store, str(tmp_path / "p"), chart=False))
     examples = json.loads((out / "examples.json").read_text())
@@ -214,7 +214,7 @@ def test_open_hub_offline_is_one_clear_error(tmp_path, monkeypatch):
 def test_publish_to_hub_uploads_one_folder(built, tmp_path, monkeypatch):
     import huggingface_hub
 
-    from compression.store import RunStore
+    from compression.store.run_store import RunStore
 
     calls = []
 
@@ -365,7 +365,8 @@ def test_missing_file_and_edited_model_card(published, tmp_path):
 
 
 def test_remote_code_in_a_self_consistent_run_never_runs(published, tmp_path):
-    from compression.bundle import file_hashes, load_bundle
+    from compression.bundle.folder import load_bundle
+    from compression.bundle.meta import file_hashes
 
     root = copy_of(published, tmp_path)
     bundle = root / "bundles/teacher"

@@ -3,10 +3,12 @@ import json
 import numpy as np
 import pytest
 
-from compression.bundle import bundle_bytes, load_bundle, save_bundle, verify_bundle
-from compression.quantize import cast, dynamic_int8, export_onnx, onnx_int8
+from compression.bundle.folder import load_bundle, save_bundle
+from compression.bundle.meta import bundle_bytes
+from compression.bundle.verify import verify_bundle
+from compression.data.sources import load_tokenizer_and_model
 from compression.techniques.fp16 import FP16_CPU_WARNING
-from compression.sources import load_tokenizer_and_model
+from compression.techniques.quantization import cast, dynamic_int8, export_onnx, onnx_int8
 
 from .conftest import embedded_installed, run_cli, synthetic_rows
 

@@ -8,8 +8,8 @@ import textwrap
 
 import pytest
 
-from compression import techniques
-from compression.config import QuantizeConfig, load_recipe
+from compression.core import registry as techniques
+from compression.core.config import QuantizeConfig, load_recipe
 
 from .conftest import ROOT, run_cli
 
@@ -93,8 +93,8 @@ def test_a_plugin_method_builds_reloads_in_a_fresh_process_and_benchmarks(plugin
 def test_a_bundle_naming_code_is_refused_not_imported(tiny_teacher, tmp_path):
     import shutil
 
-    from compression.bundle import load_bundle
-    from compression.errors import LabError
+    from compression.bundle.folder import load_bundle
+    from compression.core.errors import LabError
 
     folder = tmp_path / "evil"
     shutil.copytree(tiny_teacher, folder)

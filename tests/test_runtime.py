@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from compression.bundle import load_bundle
-from compression.quantize import cast, dynamic_int8
-from compression.runtime import trace
+from compression.bundle.folder import load_bundle
+from compression.bundle.runtime import trace
+from compression.techniques.quantization import cast, dynamic_int8
 
 TEXTS = ["a", "good film", "a long and winding sentence about a film that was not good at all " * 4,
          "bad", "fine fine fine"]

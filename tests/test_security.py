@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from compression.errors import LabError
-from compression.sources import load_tokenizer_and_model
+from compression.core.errors import LabError
+from compression.data.sources import load_tokenizer_and_model
 
 from .conftest import ROOT
 
@@ -76,7 +76,7 @@ def test_sessions_get_separate_private_folders(served_app):
 
 @pytest.mark.parametrize("name", ["../x", "a/b", "..", "x\x00y", ""])
 def test_variant_names_cannot_be_paths(name):
-    from compression.config import check_name
+    from compression.core.config import check_name
 
     with pytest.raises(ValueError):
         check_name(name, "students[0].name")

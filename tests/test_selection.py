@@ -4,12 +4,11 @@ build that scores it: tests/test_hidden_states.py)."""
 
 from __future__ import annotations
 
-
 import pytest
 
-from compression.config import DataConfig
-from compression.data import load_data
-from compression.errors import LabError
+from compression.core.config import DataConfig
+from compression.core.errors import LabError
+from compression.data.loading import load_data
 
 from .conftest import synthetic_rows
 

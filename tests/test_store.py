@@ -14,13 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from compression.store import (
-    INTERRUPTED,
-    BuildLockedError,
-    RunStore,
-    StoreError,
-    resolve_store_dir,
-)
+from compression.store.run_store import INTERRUPTED, BuildLockedError, RunStore, StoreError, resolve_store_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -358,9 +352,9 @@ def test_readers_open_read_only_and_never_take_the_build_lock(tmp_path: Path) ->
 
 
 def test_a_store_whose_tables_are_not_committed_yet_reads_as_not_ready(tmp_path: Path) -> None:
-    from compression.background import store_is_empty
+    from compression.builder.child import store_is_empty
     from compression.dashboard.context import StoreSource
-    from compression.store_db import StoreNotReady
+    from compression.store.db import StoreNotReady
 
     (tmp_path / "s").mkdir()
     sqlite3.connect(tmp_path / "s" / "lab.sqlite").close()  # what a first build has made before its schema commit
@@ -376,7 +370,7 @@ def test_a_store_whose_tables_are_not_committed_yet_reads_as_not_ready(tmp_path:
 
 def test_recovery_removes_what_an_interrupted_atomic_write_leaves(tmp_path: Path, monkeypatch) -> None:
     """files.write_atomic stages beside the target as .NAME.tmp-PID: the name recovery sweeps up after a kill."""
-    from compression import files
+    from compression.core import atomic as files
 
     root = tmp_path / "store"
     RunStore(root).close()

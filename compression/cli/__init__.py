@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 import sys
 
-from ..errors import LabError, describe_os_error
-from .jobs import cmd_bench, cmd_build, cmd_export, cmd_loadtest, cmd_publish
-from .parser import make_parser
-from .variants import cmd_advise, cmd_evaluate, cmd_list, cmd_predict, cmd_sources, cmd_verify
+from compression.cli.jobs import cmd_bench, cmd_build, cmd_export, cmd_loadtest, cmd_publish
+from compression.cli.parser import make_parser
+from compression.cli.variants import cmd_advise, cmd_evaluate, cmd_list, cmd_predict, cmd_sources, cmd_verify
+from compression.core.errors import LabError, describe_os_error
+from compression.store.run_store import StoreError
 
 __all__ = ["main", "make_parser", "COMMANDS"]
 
@@ -43,7 +44,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _one_line(err: Exception) -> str:
     """The error as the user reads it; unexpected kinds are named and point to --debug."""
-    from ..store import StoreError
 
     known = (LabError, StoreError, ValueError, FileNotFoundError, PermissionError)
     message = describe_os_error(err) or " ".join(str(err).split()) or type(err).__name__

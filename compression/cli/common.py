@@ -5,21 +5,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import LabError
+from compression.core.errors import LabError
+from compression.data.loading import PAIR_COLUMNS
+from compression.publishing.writer import open_published as open_ref
+from compression.store.run_store import RunStore, resolve_store_dir
 
 MAX_PREDICT_FILE_BYTES = 10_000_000
 
 
 def open_store(path: str | None, readonly: bool = False):
     """The run store; readers (list, predict, ...) open it read-only: no recovery, no lock, no write."""
-    from ..store import RunStore, resolve_store_dir
 
     root = resolve_store_dir(path)
     return RunStore(root, readonly=readonly and (root / "lab.sqlite").is_file())
 
 
 def open_published(ref: str):
-    from ..publish import open_published as open_ref
 
     return open_ref(ref)
 
@@ -97,7 +98,6 @@ def _csv_rows(content: str, delimiter: str, path: str) -> list[tuple[int, list[s
 
 def _pair_header(header: list[str], pair: tuple[str, str] | None) -> tuple[int, int] | None:
     """The indexes of the two text columns a header row names, or None when it names no known pair."""
-    from ..data import PAIR_COLUMNS
 
     lower = [cell.strip().lower() for cell in header]
     known = ((tuple(n.lower() for n in pair),) if pair else ()) + PAIR_COLUMNS + (("text", "text_pair"),)

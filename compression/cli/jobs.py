@@ -6,16 +6,21 @@ import json
 import sys
 import time
 
-from ..errors import LabError
-from ..results import current_variants, variant_row
-from .common import bundle_folder, fmt, open_store, published
+from compression.builder.pipeline import build
+from compression.bundle.meta import read_meta
+from compression.cli.common import bundle_folder, fmt, open_store, published
+from compression.core.atomic import write_json_atomic
+from compression.core.config import BenchConfig, DataConfig, load_recipe
+from compression.core.errors import LabError
+from compression.core.texts import texts_of
+from compression.data.loading import load_data
+from compression.evaluation.results import current_variants, variant_row
+from compression.publishing.writer import publish
 
 
 def cmd_build(args) -> int:
     from tqdm.auto import tqdm
 
-    from ..config import load_recipe
-    from ..pipeline import build
 
     recipe = load_recipe(args.recipe)
     with open_store(args.store) as store, tqdm(total=100, desc=f"build {recipe.name}", unit="%",
@@ -30,8 +35,7 @@ def cmd_build(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .. import bench
-    from ..config import BenchConfig
+    from compression.evaluation import bench
 
     if args.record and args.published:
         raise LabError("a published run is read-only: --record writes to a run store; drop --record (or bench "
@@ -59,10 +63,6 @@ def cmd_bench(args) -> int:
 def _bench_texts(args, run, first_folder) -> tuple[list, str]:
     """(sentences or pairs, split name): --data's test split, else the published run's packed sentences, else the
     test split of the data the first bundle was trained on."""
-    from ..bundle import read_meta
-    from ..config import DataConfig
-    from ..data import load_data
-    from ..texts import texts_of
 
     if run is not None and not args.data:
         if len(run.test_texts) < 2:
@@ -101,7 +101,6 @@ def _inputs(provenance: dict) -> str:
 def cmd_export(args) -> int:
     from pathlib import Path
 
-    from ..files import write_json_atomic
 
     with open_store(args.store, readonly=True) as store:
         rows = [variant_row(v) for v in current_variants(store)]
@@ -119,14 +118,13 @@ def cmd_export(args) -> int:
                       indent=1, ensure_ascii=False)
     print(f"wrote {len(rows)} variants to {out}")
     if args.chart:
-        from ..dashboard.report import chart_png
+        from compression.presentation.report import chart_png
 
         print(f"wrote the chart to {chart_png(rows, args.chart, caption=args.label)}")
     return 0
 
 
 def cmd_publish(args) -> int:
-    from ..publish import publish
 
     names = [n.strip() for n in args.variants.split(",") if n.strip()] if args.variants else None
     if args.variants is not None and not names:
@@ -139,7 +137,7 @@ def cmd_publish(args) -> int:
 
 
 def cmd_loadtest(args) -> int:
-    from ..loadtest import load_test
+    from compression.evaluation.loadtest import load_test
 
     try:
         levels = [int(x) for x in args.levels.split(",") if x.strip()]

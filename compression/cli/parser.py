@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import MAX_PREDICT_FILE_BYTES
+from compression.cli.common import MAX_PREDICT_FILE_BYTES
 
 EPILOG = """examples:
   python -m compression sources
@@ -13,7 +13,7 @@ EPILOG = """examples:
   python -m compression predict teacher "a gripping, beautifully acted film"
   python -m compression predict teacher --pair "He left at noon." "He departed at 12."   # a pair variant
   python -m compression bench teacher minilm-l6 minilm-l6-int8
-  python -m compression evaluate teacher minilm-l6 --data ../shared/data/sst2-sentences
+  python -m compression evaluate teacher minilm-l6 --data held-out.csv --split all
   python -m compression advise
   python -m compression publish --to published/quick        # or --to quick.zip, or --to hub:USER/NAME
   python -m compression predict teacher "a dull film" --published published/quick

@@ -5,13 +5,22 @@ from __future__ import annotations
 import json
 import sys
 
-from ..errors import LabError
-from ..results import current_variants, variant_row
-from .common import bundle_folder, fmt, open_published, open_store, published, read_texts
+from compression.bundle.folder import load_bundle
+from compression.bundle.meta import read_meta
+from compression.bundle.verify import check_probe
+from compression.cli.common import bundle_folder, fmt, open_published, open_store, published, read_texts
+from compression.core.config import DataConfig
+from compression.core.errors import LabError
+from compression.core.hardware import cpu_info
+from compression.core.texts import one_line, texts_of
+from compression.data.loading import SPLITS, align_labels, load_data
+from compression.data.sources import embedded_status
+from compression.evaluation.advisor import advise
+from compression.evaluation.metrics import score_logits
+from compression.evaluation.results import current_variants, variant_row
 
 
 def cmd_sources(args) -> int:
-    from ..sources import embedded_status
 
     rows = embedded_status()
     if args.json:
@@ -41,7 +50,7 @@ def cmd_list(args) -> int:
             print(json.dumps(row, ensure_ascii=False))
         return 0
     if args.markdown:
-        from ..dashboard.tables import markdown
+        from compression.presentation.tables import markdown
 
         print(markdown(rows, f1=args.f1))
         return 0
@@ -65,7 +74,6 @@ def cmd_list(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from ..bundle import load_bundle, read_meta
 
     if not (args.texts or args.pair or args.file):
         raise LabError("nothing to classify: give one or more TEXT arguments, --pair FIRST SECOND or --file PATH")
@@ -122,16 +130,12 @@ def _text_fields(text) -> dict:
 
 def _shown(text, limit: int = 200) -> str:
     """A text or pair on one line (``first ‖ second``), cut after ``limit`` characters."""
-    from ..texts import one_line
 
     line = one_line(text)
     return line if len(line) <= limit else line[:limit] + f"… ({len(line):,} characters)"
 
 
 def cmd_evaluate(args) -> int:
-    from ..config import DataConfig
-    from ..data import SPLITS, load_data
-    from ..texts import texts_of
 
     run = published(args)
     folders = [bundle_folder(v, args.store, run) for v in args.bundles]  # bad names fail before any load
@@ -157,7 +161,6 @@ def cmd_evaluate(args) -> int:
 
 def _check_kinds(given: list[str], folders: list, pair: tuple[str, str] | None, source: str) -> None:
     """Every variant reads what the data holds (pairs or single texts), or one clear error before any scoring."""
-    from ..bundle import read_meta
 
     for name, folder in zip(given, folders):
         reads_pairs = bool(read_meta(folder).get("pair"))
@@ -174,9 +177,6 @@ def _score(given: str, folder, data_labels: list[str], source: str, texts: list,
     """One variant's scores (``name`` first) and the reference predictions (its own when it is the first)."""
     import numpy as np
 
-    from ..bundle import load_bundle
-    from ..data import align_labels
-    from ..metrics import score_logits
 
     bundle = load_bundle(folder)
     labels = np.asarray(align_labels(data_labels, bundle.labels, source))[ids]
@@ -211,8 +211,6 @@ def _print_scores(rows: list[dict], data: str, split: str, count: int, kind: str
 
 
 def cmd_advise(args) -> int:
-    from ..advisor import advise
-    from ..hardware import cpu_info
 
     with open_store(args.store, readonly=True) as store:
         rows = [variant_row(v) for v in current_variants(store)]
@@ -229,7 +227,6 @@ def cmd_advise(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from ..bundle import check_probe, load_bundle
 
     result = check_probe(load_bundle(args.bundle))
     print(json.dumps(result) if args.json else

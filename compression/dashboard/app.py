@@ -10,9 +10,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import callbacks as cb
-from . import views
-from .context import AppContext, make_context
+from compression.dashboard import callbacks as cb
+from compression.dashboard import views
+from compression.dashboard.context import AppContext, make_context
+from compression.evaluation.advisor import SCENARIOS
 
 INTRO = """# BERT Compression Lab
 Take a BERT-family text classifier (the **teacher**), make it smaller and faster by **knowledge distillation,
@@ -139,7 +140,6 @@ def _results_tabs() -> list:
 
 
 def _recommend_tab() -> dict:
-    from ..advisor import SCENARIOS
 
     with gr.Tab("Recommend"):
         gr.Markdown("Pick a deployment scenario, or give your own limits (leave a box at 0 to ignore it).")

@@ -12,11 +12,17 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..errors import LabError, describe_os_error
-from ..texts import Text
-from . import figures, tables, views
-from .context import AppContext, pair_of
-from .report import html_report, leaderboard_csv
+from compression.builder.child import BuildProcess
+from compression.core.config import Recipe, load_recipe
+from compression.core.errors import LabError, describe_os_error
+from compression.core.hardware import cpu_info
+from compression.core.texts import Text
+from compression.core.typed import from_dict
+from compression.dashboard import views
+from compression.dashboard.context import AppContext, pair_of
+from compression.evaluation import advisor
+from compression.presentation import figures, tables
+from compression.presentation.report import html_report, leaderboard_csv
 
 CUSTOM = "custom (below)"
 
@@ -157,8 +163,6 @@ def batch_check(ctx: AppContext, text: str, upload, folder: str | None):
 
 def recommend(ctx: AppContext, max_latency, max_size, min_retention, scenario: str = "your limits"):
     """A preset scenario (mobile, edge, real-time, cost) or the visitor's own limits -> the best variant and why."""
-    from .. import advisor
-    from ..hardware import cpu_info
 
     rows, _ = shown_rows(ctx)
     rows = [r for r in rows if r.get("status", "ok") == "ok"]  # a broken bundle is never recommended
@@ -185,7 +189,6 @@ def recommend(ctx: AppContext, max_latency, max_size, min_retention, scenario: s
 def run_build(ctx: AppContext, recipe_choice, teacher, data, samples, students, techniques,
               progress=gr.Progress()):
     """Start a recipe in a child process (one build per app) and stream its log until it ends."""
-    from ..background import BuildProcess
 
     if not ctx.policy.enabled:  # API callers reach this too: refused, whatever they send
         raise gr.Error(f"Builds are off here: {ctx.policy.reason}.")
@@ -212,7 +215,6 @@ def run_build(ctx: AppContext, recipe_choice, teacher, data, samples, students, 
 def _lab_recipe_file(ctx: AppContext, recipe_choice, teacher, data, samples, students, techniques) -> Path:
     """The recipe file a Lab build runs: one the server ships, or the visitor's choices written as JSON. API
     callers can send any value: only the offered choices are accepted (no path is ever taken from input)."""
-    from ..config import Recipe, from_dict, load_recipe
 
     if recipe_choice not in [CUSTOM, *views.app_recipes()] or teacher not in views.TEACHERS \
             or data not in views.DATA_SOURCES:

@@ -14,11 +14,18 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..bundle import Bundle, load_bundle
-from ..errors import LabError
-from ..store import resolve_store_dir
-from ..texts import of_kind
-from . import views
+from compression.builder.child import BuildProcess, store_is_empty
+from compression.bundle.folder import Bundle, load_bundle
+from compression.bundle.meta import read_meta
+from compression.core.config import DataConfig
+from compression.core.errors import LabError
+from compression.core.texts import of_kind, texts_of
+from compression.dashboard import views
+from compression.data.loading import load_data
+from compression.evaluation.results import current_variants, variant_row
+from compression.publishing.writer import open_published
+from compression.store.db import StoreError, StoreNotReady
+from compression.store.run_store import RunStore, resolve_store_dir
 
 ON, OFF = ("on", "1", "true", "yes"), ("off", "0", "false", "no")
 
@@ -99,9 +106,6 @@ class StoreSource:
         self._lock = threading.Lock()
 
     def rows(self) -> list[dict]:
-        from ..results import current_variants, variant_row
-        from ..store import RunStore
-        from ..store_db import StoreNotReady
 
         with self._lock:
             stamp, rows = self._cached
@@ -157,7 +161,6 @@ class PublishedSource:
 def pair_of(rows: list[dict]) -> tuple[str, str] | None:
     """The two input names of the task the variants shown classify (their bundle.json's "pair"), or None for single
     texts: read from the first healthy bundle, teacher first (one run's variants share one task)."""
-    from ..bundle import read_meta
 
     for row in views.teacher_first(rows):
         if not row.get("bundle") or row.get("status", "ok") != "ok":
@@ -173,11 +176,6 @@ def pair_of(rows: list[dict]) -> tuple[str, str] | None:
 
 def _test_texts(root: Path, rows: list[dict]) -> list:
     """The test split of the run the rows come from (loaded from its recipe's data); [] when it cannot be loaded."""
-    from ..config import DataConfig
-    from ..data import load_data
-    from ..store import RunStore
-    from ..store_db import StoreError
-    from ..texts import texts_of
 
     if not rows:
         return []
@@ -191,7 +189,6 @@ def _test_texts(root: Path, rows: list[dict]) -> list:
 
 def _probe_texts(rows: list[dict]) -> list:
     """The texts every bundle was checked with when saved (pairs for a pair task)."""
-    from ..bundle import read_meta
 
     for row in views.teacher_first([r for r in rows if r.get("bundle")]):
         try:
@@ -246,11 +243,9 @@ def make_context(store_dir: str | None = None, published: str | None = None,
     """The app's context: a published run (read-only) or a store; with ``starter`` (a recipe file) and an empty
     store, that recipe starts building in a child process right away — it is the app's own build, so it runs even
     where visitors may not start builds."""
-    from ..background import BuildProcess, store_is_empty
 
     root = resolve_store_dir(store_dir)
     if published:
-        from ..publish import open_published
 
         source = PublishedSource(open_published(published, cache=root / "cache" / "published"))
     else:

@@ -11,8 +11,10 @@ import random
 import re
 from pathlib import Path
 
-from ..errors import LabError
-from ..texts import Text, char_length, of_kind
+from compression.core import registry as techniques
+from compression.core.config import load_recipe
+from compression.core.errors import LabError
+from compression.core.texts import Text, char_length, of_kind
 
 MAX_TEXT_CHARS = 5_000          # per text in the Playground; longer input is truncated, and the UI says so
 MAX_BATCH_LINES = 500           # texts per batch check
@@ -93,7 +95,7 @@ def predictions_html(results: list[dict], rows: list[dict] | None = None, pendin
     """Playground results, one row per variant: what it is (technique, parent), its answer, this request's latency,
     its measured speed-up and size against the teacher; rows that disagree with the teacher are highlighted.
     ``results``: dicts with name, label, confidence, latency_ms (teacher first); ``pending``: rows still coming."""
-    from . import tables
+    from compression.presentation import tables
 
     by_name = {r["name"]: r for r in rows or []}
     teacher_row = next((r for r in rows or [] if r.get("kind") == "teacher"), None)
@@ -214,7 +216,6 @@ def _csv_rows(upload: str) -> tuple[list[str], list[dict]]:
 def app_recipes() -> list[str]:
     """Recipes a visitor may start: those on the embedded data only (no server paths, no hour-long builds of
     data the app does not ship). Others run from the command line."""
-    from ..config import load_recipe
 
     allowed = []
     for path in sorted(RECIPES_DIR.glob("*.yaml")):
@@ -228,7 +229,6 @@ def app_recipes() -> list[str]:
 
 def lab_choices(stage: str) -> dict[str, object]:
     """The Lab's checkbox labels for a stage's registered techniques (those that offer one), in registry order."""
-    from .. import techniques
 
     return {t.lab.label: t for t in techniques.load().values() if t.stage == stage and t.lab is not None}
 

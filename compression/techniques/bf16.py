@@ -2,11 +2,11 @@
 natively; elsewhere bf16 is emulated and slow. Reduced precision rounds differently per process, hence the looser
 reload tolerance."""
 
-from . import NO, PAYS, Built, LabChoice, Technique, register
+from compression.core.registry import NO, PAYS, Built, LabChoice, Technique, register
 
 
 def apply(model, tokenizer, cfg, work_dir) -> Built:
-    from ..quantize import cast
+    from compression.techniques.quantization import cast
 
     return Built(cast(model, "bfloat16"))
 

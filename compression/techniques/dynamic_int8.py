@@ -16,7 +16,11 @@ without VNNI/AMX runs with 7 bits (8 could saturate there) and says so: a Python
 ``load_warnings``.
 """
 
-from . import MAYBE, PAYS, Built, LabChoice, Technique, register
+from compression.bundle.folder import decode_weights
+from compression.core import hardware  # hardware.cpu_info() looked up per call: tests stand in another CPU
+from compression.core.config import _check
+from compression.core.hardware import int8_fast
+from compression.core.registry import MAYBE, PAYS, Built, LabChoice, Technique, register
 
 FALLBACK_WARNING = ("int8 activations: this bundle was made with 8-bit activations, but this CPU has no VNNI/AMX "
                     "(8-bit int8 products could saturate its 16-bit accumulators), so it runs with 7-bit "
@@ -24,15 +28,13 @@ FALLBACK_WARNING = ("int8 activations: this bundle was made with 8-bit activatio
 
 
 def _flags() -> dict:
-    from ..hardware import cpu_info
 
-    return cpu_info()["flags"]
+    return hardware.cpu_info()["flags"]
 
 
 def activation_bits(setting, flags: dict | None = None) -> tuple[int, list[str]]:
     """The bits a build uses for ``setting`` on a CPU with ``flags`` and why it departs from the setting, if it
     does: ``auto`` is 8 with VNNI/AMX, else 7; an explicit 8 without VNNI/AMX builds with 7 (and says so)."""
-    from ..hardware import int8_fast
 
     fast = int8_fast(_flags() if flags is None else flags)
     if setting == "auto":
@@ -46,8 +48,8 @@ def activation_bits(setting, flags: dict | None = None) -> tuple[int, list[str]]
 def apply(model, tokenizer, cfg, work_dir, *, validation=None) -> Built:
     import copy
 
-    from ..qlinear import linear_names, quantize_linears, tune_fp32_layers
-    from ..weights import round_embeddings_int8
+    from compression.bundle.qlinear import linear_names, quantize_linears, tune_fp32_layers
+    from compression.bundle.weights import round_embeddings_int8
 
     bits, warnings = activation_bits(cfg.activation_bits)
     work = copy.deepcopy(model).float().eval()
@@ -79,9 +81,8 @@ def apply(model, tokenizer, cfg, work_dir, *, validation=None) -> Built:
 def restore(folder, weights: dict, skeleton):
     import warnings
 
-    from ..bundle import decode_weights
-    from ..qlinear import LEGACY_BITS, int8_fast
-    from ..weights import quantize_dynamic_int8
+    from compression.bundle.qlinear import LEGACY_BITS, int8_fast
+    from compression.bundle.weights import quantize_dynamic_int8
 
     recorded = int(weights.get("activation_bits") or LEGACY_BITS)  # absent: made before the setting, with 7
     bits = 7 if recorded == 8 and not int8_fast(_flags()) else recorded
@@ -96,7 +97,6 @@ def restore(folder, weights: dict, skeleton):
 
 
 def validate(cfg) -> None:
-    from ..config import _check
 
     _check(cfg.activation_bits in ("auto", 8, 7) and not isinstance(cfg.activation_bits, (bool, float)),
            "activation_bits", cfg.activation_bits, "auto, 8 or 7")
@@ -107,7 +107,6 @@ def validate(cfg) -> None:
 
 
 def advise(flags: dict) -> tuple[str, str]:
-    from ..hardware import int8_fast
 
     if int8_fast(flags):
         return PAYS, "VNNI/AMX int8 instructions present (8-bit activations: the accurate int8)"

@@ -2,13 +2,13 @@
 fp32 there: offered so the slowdown is measured and shown, and flagged as such everywhere (the bundle carries the
 warning), never recommended for CPU."""
 
-from . import NO, Built, LabChoice, Technique, register
+from compression.core.registry import NO, Built, LabChoice, Technique, register
 
 FP16_CPU_WARNING = "fp16 runs 3-4x slower than fp32 on CPU (no fast fp16 kernels): keep it for GPUs"
 
 
 def apply(model, tokenizer, cfg, work_dir) -> Built:
-    from ..quantize import cast
+    from compression.techniques.quantization import cast
 
     return Built(cast(model, "float16"), warnings=(FP16_CPU_WARNING,))
 

@@ -2,18 +2,18 @@
 force through the recovery fine-tune and become permanent after it. Zeros inside dense matrices do not speed up dense
 CPU kernels: only the bundle (bitmask + non-zero values) gets smaller."""
 
-from . import NO, LabChoice, Technique, register
+from compression.core.config import _check
+from compression.core.registry import NO, LabChoice, Technique, register
 
 
 def apply(model, cfg, batches):
-    from ..prune import magnitude_prune
+    from compression.techniques.pruning import magnitude_prune
 
     magnitude_prune(model, threshold=cfg.threshold, sparsity=cfg.sparsity, patterns=cfg.targets)
     return model, {}
 
 
 def validate(cfg) -> None:
-    from ..config import _check
 
     _check((cfg.sparsity is None) != (cfg.threshold is None), "sparsity", cfg.sparsity,
            "exactly one of sparsity or threshold for method magnitude")

@@ -1,18 +1,18 @@
 """Quantize ``method: onnx-fp32``: the fp32 model exported with ``torch.onnx.export`` and run by ONNX Runtime: the
 peer runtime, to compare against the lab's own."""
 
-from . import Built, Technique, register
+from compression.core.registry import Built, Technique, register
 
 
 def apply(model, tokenizer, cfg, work_dir) -> Built:
-    from ..quantize import export_onnx
+    from compression.techniques.quantization import export_onnx
 
     work_dir.mkdir(parents=True, exist_ok=True)
     return Built(model, onnx_file=export_onnx(model, tokenizer, work_dir / "model.fp32.onnx"))
 
 
 def restore(folder, weights: dict, skeleton):
-    from ..quantize import OnnxClassifier
+    from compression.techniques.quantization import OnnxClassifier
 
     return OnnxClassifier(folder / "model.onnx")
 

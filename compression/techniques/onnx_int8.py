@@ -1,12 +1,13 @@
 """Quantize ``method: onnx-int8``: the fp32 ONNX export, then ONNX Runtime's dynamic int8 (which quantizes the
 embeddings too): the yardstick the lab's torch int8 is measured against."""
 
-from . import MAYBE, PAYS, Built, LabChoice, Technique, register
-from .onnx_fp32 import restore
+from compression.core.hardware import int8_fast
+from compression.core.registry import MAYBE, PAYS, Built, LabChoice, Technique, register
+from compression.techniques.onnx_fp32 import restore
 
 
 def apply(model, tokenizer, cfg, work_dir) -> Built:
-    from ..quantize import export_onnx, onnx_int8
+    from compression.techniques.quantization import export_onnx, onnx_int8
 
     work_dir.mkdir(parents=True, exist_ok=True)
     fp32 = export_onnx(model, tokenizer, work_dir / "model.fp32.onnx")
@@ -14,7 +15,6 @@ def apply(model, tokenizer, cfg, work_dir) -> Built:
 
 
 def advise(flags: dict) -> tuple[str, str]:
-    from ..hardware import int8_fast
 
     if int8_fast(flags):
         return PAYS, "VNNI/AMX int8 instructions present"

@@ -1,17 +1,17 @@
 """Student ``init: pretrained``: a small pretrained backbone with its own tokenizer, distilled from the teacher's
 cached logits (which works across tokenizers)."""
 
-from . import LabChoice, Technique, register
+from compression.core.config import _check
+from compression.core.registry import LabChoice, Technique, register
+from compression.data.sources import load_tokenizer_and_model
 
 
 def apply(cfg, teacher_folder, labels):
-    from ..sources import load_tokenizer_and_model
 
     return load_tokenizer_and_model(cfg.model, labels)
 
 
 def validate(cfg) -> None:
-    from ..config import _check
 
     _check(cfg.model is not None, "model", cfg.model, "a model reference")
     _check(cfg.layers is None, "layers", cfg.layers, "null (only init teacher-layers or pretrained-layers keep "

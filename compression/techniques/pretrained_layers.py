@@ -1,19 +1,19 @@
 """Student ``init: pretrained-layers``: a small pretrained backbone keeping some of its layers (``layers``, else
 every other one), distilled like a pretrained student."""
 
-from . import LabChoice, Technique, register
+from compression.core.config import _check
+from compression.core.registry import LabChoice, Technique, register
+from compression.data.sources import load_tokenizer_and_model
 
 
 def apply(cfg, teacher_folder, labels):
-    from ..distill import every_other_layer, keep_layers
-    from ..sources import load_tokenizer_and_model
+    from compression.training.distill import every_other_layer, keep_layers
 
     tokenizer, model = load_tokenizer_and_model(cfg.model, labels)
     return tokenizer, keep_layers(model, cfg.layers or every_other_layer(model.config.num_hidden_layers))
 
 
 def validate(cfg) -> None:
-    from ..config import _check
 
     _check(cfg.model is not None, "model", cfg.model, "a model reference")
     _check(cfg.layers is None or (len(cfg.layers) >= 1 and len(set(cfg.layers)) == len(cfg.layers)

@@ -2,13 +2,14 @@
 (``heads``, ranked globally) and FFN neurons (``ffn``, per layer) by first-order Taylor importance on validation
 batches. The matrices physically shrink, which is what buys speed; the bundle records the new shapes."""
 
-from ..errors import LabError
-from . import PAYS, LabChoice, Technique, register
+from compression.core.config import _check
+from compression.core.errors import LabError
+from compression.core.registry import PAYS, LabChoice, Technique, register
 
 
 def apply(model, cfg, batches):
-    from ..distill import keep_layers
-    from ..prune import structured_prune
+    from compression.techniques.pruning import structured_prune
+    from compression.training.distill import keep_layers
 
     details = {}
     if cfg.drop_layers:
@@ -24,7 +25,6 @@ def apply(model, cfg, batches):
 
 
 def validate(cfg) -> None:
-    from ..config import _check
 
     _check(cfg.sparsity is None and cfg.threshold is None, "method", cfg.method,
            "magnitude, when sparsity or threshold are set")

@@ -1,13 +1,14 @@
 """Student ``init: teacher-layers`` (DistilBERT-style): a copy of the fine-tuned teacher keeping some of its layers
 (``layers``, else every other one). It shares the teacher's tokenizer, so intermediate layers can be matched."""
 
-from . import LabChoice, Technique, register
+from compression.core.config import _check
+from compression.core.registry import LabChoice, Technique, register
 
 
 def apply(cfg, teacher_folder, labels):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from ..distill import every_other_layer, keep_layers
+    from compression.training.distill import every_other_layer, keep_layers
 
     tokenizer = AutoTokenizer.from_pretrained(teacher_folder, trust_remote_code=False)
     model = AutoModelForSequenceClassification.from_pretrained(teacher_folder, trust_remote_code=False,
@@ -16,7 +17,6 @@ def apply(cfg, teacher_folder, labels):
 
 
 def validate(cfg) -> None:
-    from ..config import _check
 
     _check(cfg.model is None, "model", cfg.model, "null (teacher-layers copies the teacher)")
     _check(cfg.layers is None or (len(cfg.layers) >= 1 and len(set(cfg.layers)) == len(cfg.layers)

@@ -15,6 +15,10 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# Builds reload each variant from disk in this process, not a fresh interpreter (the files and the probe check are
+# the same; the start-up is not): tests of the fresh-process check itself ask for it (FRESH_VERIFY).
+os.environ.setdefault("COMPRESSION_LAB_VERIFY", "in-process")
+FRESH_VERIFY = {"COMPRESSION_LAB_VERIFY": "fresh-process"}
 
 POSITIVE = "good great superb moving brilliant charming fresh delightful".split()
 NEGATIVE = "bad awful dull boring tedious clumsy stale dreadful".split()
@@ -136,6 +140,34 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600):
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run([sys.executable, "-m", "compression", *args], capture_output=True, text=True,
                           timeout=timeout, env=full_env, cwd=ROOT)
+
+
+def run_main(*args: str, env: dict | None = None):
+    """``python -m compression ARGS`` in this process: ``main(argv)`` with its output captured, for tests where the
+    process boundary is not what they check. Same exit status and output as :func:`run_cli`, without an
+    interpreter's start-up (seconds each). ``env`` is set for the call only."""
+    import contextlib
+    import io
+    import subprocess
+
+    from compression.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exit:  # argparse: --help (0) and usage errors (2)
+                code = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return subprocess.CompletedProcess(["compression", *args], code, out.getvalue(), err.getvalue())
 
 
 def embedded_installed(package: str) -> bool:

@@ -10,7 +10,7 @@ import pytest
 from compression.dashboard import callbacks as cb
 from compression.dashboard.context import AppContext, StoreSource, build_policy
 
-from .conftest import _free_port
+from .conftest import _free_port, run_main
 
 
 @pytest.fixture(scope="module")
@@ -200,10 +200,10 @@ def test_a_copied_store_with_its_original_gone_still_works(built, tmp_path):
     shutil.copytree(built, original)
     shutil.copytree(original, moved)
     shutil.rmtree(original)
-    rows = [json.loads(line) for line in run_cli("list", "--json", "--store", str(moved)).stdout.splitlines()]
+    rows = [json.loads(line) for line in run_main("list", "--json", "--store", str(moved)).stdout.splitlines()]
     assert [r["status"] for r in rows] == ["ok", "ok"] and all(r["bundle"].startswith(str(moved)) for r in rows)
-    assert run_cli("predict", "teacher-int8", "a fine film", "--store", str(moved)).returncode == 0
-    bench = run_cli("bench", "teacher", "teacher-int8", "--store", str(moved), "--samples", "4", "--repeats", "1",
+    assert run_main("predict", "teacher-int8", "a fine film", "--store", str(moved)).returncode == 0
+    bench = run_main("bench", "teacher", "teacher-int8", "--store", str(moved), "--samples", "4", "--repeats", "1",
                     "--no-memory", "--json")
     assert bench.returncode == 0, bench.stderr[-1500:]
     assert run_cli("publish", "--store", str(moved), "--to", str(tmp_path / "pub.zip"), "--no-chart").returncode == 0

@@ -20,7 +20,7 @@ from compression.data.augment import (
 )
 from compression.training.teacher_targets import teacher_augmented, teacher_transfer
 
-from .conftest import run_cli, synthetic_rows
+from .conftest import run_cli, run_main, synthetic_rows
 
 
 def test_vocabulary_words_are_whole_words_only(tiny_teacher):
@@ -163,7 +163,7 @@ def test_build_with_augmentation_trains_students_on_more_text(tiny_data, tiny_mo
     again = run_cli("build", str(tmp_path / "aug.yaml"), "--store", store)
     assert "half: unchanged" in again.stderr + again.stdout
     assert "augment:" not in again.stderr + again.stdout  # nothing trains, so nothing is augmented
-    rows = [json.loads(line) for line in run_cli("list", "--json", "--store", store).stdout.splitlines()]
+    rows = [json.loads(line) for line in run_main("list", "--json", "--store", store).stdout.splitlines()]
     assert {r["name"] for r in rows} == {"teacher", "half"} and all(r["accuracy"] is not None for r in rows)
 
 

@@ -11,7 +11,7 @@ from compression.core.errors import LabError
 from compression.core.typed import from_dict
 from compression.dashboard.views import MAX_UPLOAD_BYTES, parse_batch
 
-from .conftest import run_cli
+from .conftest import run_cli, run_main
 
 LONG = "good " * 20_000  # 100,000 characters
 MIXED = ["🎬🍿 loved it 😍", "الفيلم رائع جدا", "映画は素晴らしい but the ending ... מרגש"]
@@ -24,7 +24,7 @@ def store(served_app):
 
 @pytest.fixture(scope="module")
 def teacher(store):
-    rows = [json.loads(line) for line in run_cli("list", "--json", "--store", str(store)).stdout.splitlines()]
+    rows = [json.loads(line) for line in run_main("list", "--json", "--store", str(store)).stdout.splitlines()]
     return load_bundle(next(r["bundle"] for r in rows if r["name"] == "teacher"))
 
 
@@ -38,11 +38,11 @@ def _error_line(result) -> str:
 
 @pytest.mark.parametrize("text", ["", "   \t  "], ids=["empty", "whitespace"])
 def test_cli_predict_refuses_empty_text(store, text):
-    assert "empty text" in _error_line(run_cli("predict", "teacher", text, "--store", str(store)))
+    assert "empty text" in _error_line(run_main("predict", "teacher", text, "--store", str(store)))
 
 
 def test_cli_predict_long_text_is_truncated_and_says_so(store):
-    result = run_cli("predict", "teacher", LONG, "--store", str(store))
+    result = run_main("predict", "teacher", LONG, "--store", str(store))
     assert result.returncode == 0 and "reads only the first 32" in result.stderr
     assert "(100,000 characters)" in result.stdout  # the echo is shortened too
 
@@ -50,21 +50,21 @@ def test_cli_predict_long_text_is_truncated_and_says_so(store):
 def test_cli_predict_file_invalid_utf8_and_nul(store, tmp_path):
     bad = tmp_path / "latin1.txt"
     bad.write_bytes("très bien\n".encode("latin-1"))
-    assert "is not UTF-8" in _error_line(run_cli("predict", "teacher", "--file", str(bad), "--store", str(store)))
+    assert "is not UTF-8" in _error_line(run_main("predict", "teacher", "--file", str(bad), "--store", str(store)))
     nul = tmp_path / "nul.txt"
     nul.write_bytes(b"fine\x00 words\n\nmore words\n")
-    result = run_cli("predict", "teacher", "--file", str(nul), "--store", str(store), "--json")
+    result = run_main("predict", "teacher", "--file", str(nul), "--store", str(store), "--json")
     assert result.returncode == 0 and [p["text"] for p in json.loads(result.stdout)] == ["fine words", "more words"]
 
 
 def test_cli_predict_emoji_rtl_mixed_scripts(store):
-    result = run_cli("predict", "teacher", *MIXED, "--store", str(store), "--json")
+    result = run_main("predict", "teacher", *MIXED, "--store", str(store), "--json")
     assert result.returncode == 0 and len(json.loads(result.stdout)) == 3
 
 
 def test_cli_unknown_variant_and_traversal(store):
     for name in ("ghost", "../../etc/passwd"):
-        assert "no finished variant named" in _error_line(run_cli("predict", name, "hi", "--store", str(store)))
+        assert "no finished variant named" in _error_line(run_main("predict", name, "hi", "--store", str(store)))
 
 
 RECIPES = [

@@ -8,7 +8,7 @@ from compression.evaluation.advisor import NO, PAYS, advise
 from compression.evaluation.bench import benchmark
 from compression.techniques.quantization import dynamic_int8
 
-from .conftest import embedded_installed, run_cli, synthetic_rows
+from .conftest import embedded_installed, run_cli, run_main, synthetic_rows
 
 TEXTS = [t for t, _ in synthetic_rows(40, seed=21)]
 
@@ -58,12 +58,12 @@ def test_advisor_prefers_measurements_over_flags():
 
 
 def test_bench_cli_on_folders(tiny_teacher, int8_bundle, tiny_data):
-    result = run_cli("bench", str(tiny_teacher), str(int8_bundle), "--data", str(tiny_data), "--samples", "5",
+    result = run_main("bench", str(tiny_teacher), str(int8_bundle), "--data", str(tiny_data), "--samples", "5",
                      "--repeats", "1", "--no-memory", "--json")
     assert result.returncode == 0, result.stderr[-1500:]
     data = json.loads(result.stdout)
     assert [r["name"] for r in data["results"]] == ["teacher", "int8"]
-    text = run_cli("bench", str(tiny_teacher), "--data", str(tiny_data), "--samples", "5", "--repeats", "1",
+    text = run_main("bench", str(tiny_teacher), "--data", str(tiny_data), "--samples", "5", "--repeats", "1",
                    "--no-memory")
     assert "provenance:" in text.stdout and "threads" in text.stdout
 
@@ -84,7 +84,7 @@ bench: {{samples: 5, repeats: 1, warmup: 1, throughput_batches: 1, memory: false
 """)
     store = str(tmp_path / "store")
     assert run_cli("build", str(recipe), "--store", store).returncode == 0
-    first = {r["name"]: r for r in map(json.loads, run_cli("list", "--json", "--store", store).stdout.splitlines())}
+    first = {r["name"]: r for r in map(json.loads, run_main("list", "--json", "--store", store).stdout.splitlines())}
     assert all(first[n][k] is not None for n in first for k in
                ("accuracy", "f1", "agreement", "ece", "size_mb", "params", "nonzero_params", "latency_p50_ms",
                 "latency_p95_ms", "throughput", "provenance"))
@@ -92,7 +92,7 @@ bench: {{samples: 5, repeats: 1, warmup: 1, throughput_batches: 1, memory: false
     assert second_run.returncode == 0
     assert "reused 3 unchanged variant(s)" in second_run.stderr + second_run.stdout
     assert "nothing changed since the last measurement" in second_run.stderr + second_run.stdout
-    second = {r["name"]: r for r in map(json.loads, run_cli("list", "--json", "--store", store).stdout.splitlines())}
+    second = {r["name"]: r for r in map(json.loads, run_main("list", "--json", "--store", store).stdout.splitlines())}
     assert {n: r["bundle"] for n, r in second.items()} == {n: r["bundle"] for n, r in first.items()}
     assert all(second[n]["run"] == 2 for n in second)
     # a changed step is redone, and what depends on it too; the rest is reused

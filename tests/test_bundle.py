@@ -26,16 +26,29 @@ def test_save_writes_a_whole_folder(bundle_dir):
     assert bundle_bytes(bundle_dir) > (bundle_dir / "model.safetensors").stat().st_size
 
 
-def test_reload_in_fresh_process_reproduces_probe(bundle_dir):
-    result = verify_bundle(bundle_dir)
+@pytest.mark.parametrize("fresh", [True, False])
+def test_reload_reproduces_probe_in_a_fresh_process_and_in_this_one(bundle_dir, fresh):
+    result = verify_bundle(bundle_dir, fresh=fresh)
     assert result["ok"] and result["argmax_equal"] and result["max_abs_diff"] <= 1e-4
+    assert result["process"] == ("fresh-process" if fresh else "in-process")
 
 
-def test_tampered_probe_is_caught(bundle_dir):
+@pytest.mark.parametrize("fresh", [True, False])
+def test_tampered_probe_is_caught(bundle_dir, fresh):
     meta = json.loads((bundle_dir / "bundle.json").read_text())
     meta["probe"]["logits"] = [[v + 1.0 for v in row] for row in meta["probe"]["logits"]]
     (bundle_dir / "bundle.json").write_text(json.dumps(meta))
     with pytest.raises(LabError, match="does not reproduce its predictions"):
+        verify_bundle(bundle_dir, fresh=fresh)
+
+
+def test_verify_mode_comes_from_the_environment_and_a_typo_is_refused(bundle_dir, monkeypatch):
+    monkeypatch.setenv("COMPRESSION_LAB_VERIFY", "fresh-process")
+    assert verify_bundle(bundle_dir)["process"] == "fresh-process"
+    monkeypatch.setenv("COMPRESSION_LAB_VERIFY", "in-process")
+    assert verify_bundle(bundle_dir)["process"] == "in-process"
+    monkeypatch.setenv("COMPRESSION_LAB_VERIFY", "inprocess")
+    with pytest.raises(LabError, match="COMPRESSION_LAB_VERIFY='inprocess' is not one of fresh-process, in-process"):
         verify_bundle(bundle_dir)
 
 

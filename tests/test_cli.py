@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from .conftest import run_cli
+from .conftest import run_cli, run_main
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def built_store(tiny_model, tiny_data, tmp_path_factory):
 
 
 def test_build_then_list_json(built_store):
-    result = run_cli("list", "--store", str(built_store), "--json")
+    result = run_main("list", "--store", str(built_store), "--json")
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(r["name"], r["kind"]) for r in rows] == [("teacher", "teacher")]
     assert 0 <= rows[0]["accuracy"] <= 1 and rows[0]["metrics"]["test_examples"] == 80
@@ -27,48 +27,48 @@ def test_build_then_list_json(built_store):
 
 
 def test_store_from_environment(built_store):
-    result = run_cli("list", env={"COMPRESSION_LAB_STORE": str(built_store)})
+    result = run_main("list", env={"COMPRESSION_LAB_STORE": str(built_store)})
     assert result.returncode == 0 and "teacher" in result.stdout
 
 
 def test_predict_by_name_and_by_folder(built_store):
-    result = run_cli("predict", "teacher", "a great film", "a dull film", "--store", str(built_store), "--json")
+    result = run_main("predict", "teacher", "a great film", "a dull film", "--store", str(built_store), "--json")
     preds = json.loads(result.stdout)
     assert len(preds) == 2 and {p["label"] for p in preds} <= {"0", "1"}
-    folder = json.loads(run_cli("list", "--store", str(built_store), "--json").stdout.splitlines()[0])["bundle"]
-    assert run_cli("predict", folder, "hello there").returncode == 0
+    folder = json.loads(run_main("list", "--store", str(built_store), "--json").stdout.splitlines()[0])["bundle"]
+    assert run_main("predict", folder, "hello there").returncode == 0
 
 
 def test_verify_command(built_store):
-    folder = json.loads(run_cli("list", "--store", str(built_store), "--json").stdout.splitlines()[0])["bundle"]
-    result = run_cli("verify", folder)
+    folder = json.loads(run_main("list", "--store", str(built_store), "--json").stdout.splitlines()[0])["bundle"]
+    result = run_main("verify", folder)
     assert result.returncode == 0 and result.stdout.startswith("ok")
 
 
 def test_evaluate_on_other_data_matches_the_recorded_test_figures(built_store, tiny_data, tmp_path):
-    row = json.loads(run_cli("list", "--store", str(built_store), "--json").stdout.splitlines()[0])
-    result = run_cli("evaluate", "teacher", row["bundle"], "--data", str(tiny_data), "--store", str(built_store),
+    row = json.loads(run_main("list", "--store", str(built_store), "--json").stdout.splitlines()[0])
+    result = run_main("evaluate", "teacher", row["bundle"], "--data", str(tiny_data), "--store", str(built_store),
                      "--json")
     assert result.returncode == 0, result.stderr[-2000:]
     by_name, by_folder = map(json.loads, result.stdout.splitlines())
     assert by_name["accuracy"] == row["accuracy"] and by_name["test_examples"] == 80  # same split, same figure
     assert by_folder["agreement"] == 1.0
-    every = json.loads(run_cli("evaluate", "teacher", "--data", str(tiny_data), "--split", "all", "--store",
+    every = json.loads(run_main("evaluate", "teacher", "--data", str(tiny_data), "--split", "all", "--store",
                                str(built_store), "--json").stdout)
     assert every["test_examples"] == 340
-    table = run_cli("evaluate", "teacher", "--data", str(tiny_data), "--store", str(built_store)).stdout
+    table = run_main("evaluate", "teacher", "--data", str(tiny_data), "--store", str(built_store)).stdout
     assert "agreement is with teacher" in table and f"{row['accuracy'] * 100:.1f} (" in table
     named = tmp_path / "named.csv"  # string labels the model does not have: refused, not silently mis-scored
     named.write_text("text,label\n" + "".join(f"a good film {i},pos\nan awful film {i},neg\n" for i in range(20)))
-    result = run_cli("evaluate", "teacher", "--data", str(named), "--store", str(built_store))
+    result = run_main("evaluate", "teacher", "--data", str(named), "--store", str(built_store))
     assert result.returncode == 1 and "has no labelled test split" in result.stderr  # a file has no test split
-    result = run_cli("evaluate", "teacher", "--data", str(named), "--split", "all", "--store", str(built_store))
+    result = run_main("evaluate", "teacher", "--data", str(named), "--split", "all", "--store", str(built_store))
     assert result.returncode == 1 and "do not match the model's labels" in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: ")  # one line, no traceback
 
 
 def test_sources_lists_embedded():
-    result = run_cli("sources", "--json")
+    result = run_main("sources", "--json")
     refs = {r["ref"] for r in json.loads(result.stdout)}
     assert {"embedded:minilm-l6", "embedded:mpnet-base", "embedded:rotten-tomatoes"} <= refs
 
@@ -103,15 +103,15 @@ def test_errors_are_one_line_and_non_zero(tmp_path, tiny_model, body, fragment):
 
 def test_failed_build_leaves_no_finished_variant(tmp_path):
     run_cli("build", _recipe(tmp_path, "name: r\nteacher:\n  model: /no/such\n"), "--store", str(tmp_path / "s"))
-    result = run_cli("list", "--store", str(tmp_path / "s"), "--json")
+    result = run_main("list", "--store", str(tmp_path / "s"), "--json")
     assert result.returncode == 0 and result.stdout.strip() == ""
 
 
 def test_predict_unknown_variant_and_help(tmp_path):
-    result = run_cli("predict", "ghost", "hi", "--store", str(tmp_path / "s"))
+    result = run_main("predict", "ghost", "hi", "--store", str(tmp_path / "s"))
     assert result.returncode == 1 and "no finished variant named 'ghost'" in result.stderr
     for command in ("sources", "build", "list", "predict", "verify"):
-        help_text = run_cli(command, "--help").stdout
+        help_text = run_main(command, "--help").stdout
         assert "usage: python -m compression" in help_text and "--" in help_text
 
 
@@ -127,7 +127,7 @@ def test_every_command_is_parsed_and_dispatched():
 
 
 def test_bench_record_refuses_a_published_run_before_measuring(tmp_path):
-    result = run_cli("bench", "teacher", "--published", str(tmp_path / "nowhere"), "--record")
+    result = run_main("bench", "teacher", "--published", str(tmp_path / "nowhere"), "--record")
     assert result.returncode == 1 and "a published run is read-only" in result.stderr
 
 
@@ -149,7 +149,7 @@ def test_child_env_finds_this_package_from_any_folder(tmp_path):
 
 def test_export_writes_the_reference_file_atomically(built_store, tmp_path):
     out = tmp_path / "ref" / "tiny.json"
-    result = run_cli("export", str(out), "--label", "tiny, test", "--store", str(built_store))
+    result = run_main("export", str(out), "--label", "tiny, test", "--store", str(built_store))
     assert result.returncode == 0 and f"wrote 1 variants to {out}" in result.stdout, result.stderr[-1000:]
     data = json.loads(out.read_text(encoding="utf-8"))
     assert data["label"] == "tiny, test" and [r["name"] for r in data["variants"]] == ["teacher"]

@@ -15,7 +15,7 @@ from compression.data.sources import load_tokenizer_and_model
 from compression.training.distill import build_student, keep_layers, shares_tokenizer, tokenize, train
 from compression.training.teacher_targets import teacher_logits
 
-from .conftest import ROOT, make_tiny_backbone, run_cli
+from .conftest import ROOT, make_tiny_backbone, run_cli, run_main
 
 FAST = dict(batch_size=16, learning_rate=3e-3, warmup_ratio=0.0)
 
@@ -152,7 +152,7 @@ def test_build_teacher_and_students_end_to_end(tiny_data, tiny_model, tmp_path):
     recipe = _recipe(tmp_path / "r.yaml", tiny_data, tiny_model, students)
     result = run_cli("build", recipe, "--store", str(tmp_path / "store"))
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = {r["name"]: r for r in map(json.loads, run_cli("list", "--json", "--store", str(tmp_path / "store"))
+    rows = {r["name"]: r for r in map(json.loads, run_main("list", "--json", "--store", str(tmp_path / "store"))
                                       .stdout.splitlines())}
     assert set(rows) == {"teacher", "half", "one"}
     assert rows["half"]["parent"] == "teacher" and rows["half"]["kind"] == "student"
@@ -176,7 +176,7 @@ def test_torchrun_two_cpu_processes(tiny_data, tiny_model, tmp_path):
                              "--store", str(tmp_path / "store")],
                             capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = [json.loads(r) for r in run_cli("list", "--json", "--store", str(tmp_path / "store")).stdout.splitlines()]
+    rows = [json.loads(r) for r in run_main("list", "--json", "--store", str(tmp_path / "store")).stdout.splitlines()]
     assert sorted(r["name"] for r in rows) == ["half", "teacher"]
     runs = list((tmp_path / "store" / "artifacts").iterdir())
     assert [p.name for p in runs] == ["run-1"]

@@ -19,7 +19,7 @@ from compression.data.sources import load_tokenizer_and_model
 from compression.training.distill import CachedStates, tokenize, train
 from compression.training.teacher_targets import teacher_logits, teacher_states
 
-from .conftest import make_tiny_backbone, run_cli, synthetic_pairs
+from .conftest import make_tiny_backbone, run_cli, run_main, synthetic_pairs
 
 FAST = dict(batch_size=16, learning_rate=3e-3, warmup_ratio=0.0)
 
@@ -171,7 +171,7 @@ def test_build_on_augmented_pairs_distills_first_token_states_across_tokenizers(
     with np.load(next(cache.glob("augmented-*.npz"))) as saved:
         pairs = json.loads(saved["texts"].tobytes().decode())
     assert len(pairs) == copies and all(isinstance(p, list) and len(p) == 2 and all(p) for p in pairs)
-    rows = {r["name"]: r for r in map(json.loads, run_cli("list", "--json", "--store", str(tmp_path / "store"))
+    rows = {r["name"]: r for r in map(json.loads, run_main("list", "--json", "--store", str(tmp_path / "store"))
                                       .stdout.splitlines())}
     bundle = load_bundle(rows["s"]["bundle"])
     assert bundle.pair and bundle.meta["hidden_states"] == {
@@ -181,7 +181,7 @@ def test_build_on_augmented_pairs_distills_first_token_states_across_tokenizers(
         low, high = row["heldout_accuracy_ci"]
         assert low <= row["heldout_accuracy"] <= high and row["metrics"]["heldout_examples"] == reporting
         assert 0 < row["mcnemar_p_vs_teacher"] <= 1  # beside the CI in every table
-    table = run_cli("list", "--markdown", "--store", str(tmp_path / "store")).stdout
+    table = run_main("list", "--markdown", "--store", str(tmp_path / "store")).stdout
     assert "| held-out % (95% CI) |" in table.splitlines()[0]
     assert f"{rows['teacher']['heldout_accuracy'] * 100:.1f} (" in table
     assert rows["teacher"]["mcnemar_p_vs_teacher"] == 1.0 and "| McNemar p |" in table.splitlines()[0]

@@ -13,7 +13,7 @@ from compression.core.errors import LabError
 from compression.core.texts import as_texts, encode, texts_of
 from compression.data.loading import load_data
 
-from .conftest import make_tiny_backbone, run_cli, synthetic_pairs, synthetic_rows
+from .conftest import make_tiny_backbone, run_cli, run_main, synthetic_pairs, synthetic_rows
 
 
 def _write(folder, header: list[str], rows: list[tuple], splits=("train", "validation", "test")):
@@ -130,7 +130,7 @@ bench: {{samples: 8, repeats: 1, warmup: 1, throughput_batches: 1, memory: false
 """)
     result = run_cli("build", str(recipe), "--store", str(folder / "store"))
     assert result.returncode == 0, result.stderr[-3000:]
-    listed = run_cli("list", "--store", str(folder / "store"), "--json")
+    listed = run_main("list", "--store", str(folder / "store"), "--json")
     assert listed.returncode == 0, listed.stderr[-2000:]
     rows = [json.loads(line) for line in listed.stdout.splitlines() if line.strip()]
     return folder / "store", {row["name"]: row for row in rows}
@@ -200,11 +200,11 @@ def test_pairs_are_augmented_as_pairs_and_transfer_sets_refused(tiny_pair_data, 
 
 def test_markdown_table_reports_f1_of_the_positive_class(pair_zoo):
     store, rows = pair_zoo
-    result = run_cli("list", "--store", str(store), "--markdown", "--f1")
+    result = run_main("list", "--store", str(store), "--markdown", "--f1")
     assert result.returncode == 0, result.stderr[-2000:]
     header, _, teacher, *_ = result.stdout.strip().splitlines()
     assert "| F1 % (95% CI) | F1 vs teacher |" in header and "| acc vs teacher |" in header
     f1 = rows["teacher"]["metrics"]["f1_positive"] * 100
     assert f"| {f1:.1f} (" in teacher and teacher.count("+0.0") == 2  # the teacher against itself
-    plain = run_cli("list", "--store", str(store), "--markdown").stdout
+    plain = run_main("list", "--store", str(store), "--markdown").stdout
     assert "F1 %" not in plain and "| of teacher |" in plain  # single-metric tables are unchanged

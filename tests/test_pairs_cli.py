@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from .conftest import run_cli
+from .conftest import run_cli, run_main
 
 PAIRS = [("the film was good and great", "a superb moving story"),
          ("the plot was dull and awful", "a boring tedious script")]
@@ -28,7 +28,7 @@ def _test_pairs(data) -> set[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def rows(pair_store) -> dict[str, dict]:
-    result = run_cli("list", "--store", str(pair_store), "--json")
+    result = run_main("list", "--store", str(pair_store), "--json")
     assert result.returncode == 0, result.stderr[-2000:]
     return {r["name"]: r for r in map(json.loads, result.stdout.splitlines())}
 
@@ -66,25 +66,25 @@ def test_read_texts_refuses_a_row_without_two_texts(tmp_path):
 # ------------------------------------------------------------------ predict
 
 def test_predict_pairs_plain_and_json(pair_store):
-    result = run_cli("predict", "teacher", *_pair_args(PAIRS), "--store", str(pair_store), "--json")
+    result = run_main("predict", "teacher", *_pair_args(PAIRS), "--store", str(pair_store), "--json")
     assert result.returncode == 0, result.stderr[-2000:]
     preds = json.loads(result.stdout)
     assert [(p["text"], p["text_pair"]) for p in preds] == PAIRS
     assert all(p["label"] in ("0", "1") and 0.5 <= p["confidence"] <= 1 and p["tokens"] > 0 for p in preds)
-    plain = run_cli("predict", "teacher", *_pair_args(PAIRS[:1]), "--store", str(pair_store))
+    plain = run_main("predict", "teacher", *_pair_args(PAIRS[:1]), "--store", str(pair_store))
     assert plain.returncode == 0, plain.stderr[-2000:]
     assert plain.stdout.split()[0] == preds[0]["label"] and f"{PAIRS[0][0]} ‖ {PAIRS[0][1]}" in plain.stdout
 
 
 def test_predict_pair_files_match_pair_arguments(pair_store, tmp_path):
-    expected = json.loads(run_cli("predict", "teacher", *_pair_args(PAIRS), "--store", str(pair_store),
+    expected = json.loads(run_main("predict", "teacher", *_pair_args(PAIRS), "--store", str(pair_store),
                                   "--json").stdout)
     named = tmp_path / "pairs.tsv"
     named.write_text("label\tsentence2\tsentence1\n" + "".join(f"x\t{b}\t{a}\n" for a, b in PAIRS))
     bare = tmp_path / "pairs.csv"
     bare.write_text("".join(f'"{a}","{b}"\n' for a, b in PAIRS))
     for file in (named, bare):
-        result = run_cli("predict", "teacher", "--file", str(file), "--store", str(pair_store), "--json")
+        result = run_main("predict", "teacher", "--file", str(file), "--store", str(pair_store), "--json")
         assert result.returncode == 0, result.stderr[-2000:]
         got = json.loads(result.stdout)
         assert [(p["text"], p["text_pair"], p["label"]) for p in got] == \
@@ -93,30 +93,30 @@ def test_predict_pair_files_match_pair_arguments(pair_store, tmp_path):
 
 
 def test_predict_refuses_the_wrong_kind(pair_store, tiny_teacher, tmp_path):
-    line = _error_line(run_cli("predict", "teacher", "a good film", "--store", str(pair_store)))
+    line = _error_line(run_main("predict", "teacher", "a good film", "--store", str(pair_store)))
     assert "teacher classifies pairs of texts (sentence1 + sentence2)" in line and "--pair FIRST SECOND" in line
-    line = _error_line(run_cli("predict", str(tiny_teacher), "--pair", "a good film", "a great plot"))
+    line = _error_line(run_main("predict", str(tiny_teacher), "--pair", "a good film", "a great plot"))
     assert "classifies single texts, not pairs" in line
     pairs_file = tmp_path / "pairs.tsv"  # a file whose header names a pair is pairs, whoever reads it
     pairs_file.write_text("sentence1\tsentence2\na good film\ta great plot\n")
     assert "classifies single texts, not pairs" in _error_line(
-        run_cli("predict", str(tiny_teacher), "--file", str(pairs_file)))
+        run_main("predict", str(tiny_teacher), "--file", str(pairs_file)))
     lines = tmp_path / "lines.txt"  # one text per line is no pair file
     lines.write_text("a good film\n")
     assert "row 1 lacks a text in its first two columns" in _error_line(
-        run_cli("predict", "teacher", "--file", str(lines), "--store", str(pair_store)))
-    assert "not both" in _error_line(run_cli("predict", "teacher", "x", "--pair", "a", "b", "--store",
+        run_main("predict", "teacher", "--file", str(lines), "--store", str(pair_store)))
+    assert "not both" in _error_line(run_main("predict", "teacher", "x", "--pair", "a", "b", "--store",
                                              str(pair_store)))
-    assert "pair 1 has an empty text" in _error_line(run_cli("predict", "teacher", "--pair", "a film", "  ",
+    assert "pair 1 has an empty text" in _error_line(run_main("predict", "teacher", "--pair", "a film", "  ",
                                                              "--store", str(pair_store)))
-    usage = run_cli("predict", "teacher", "--pair", "only one")  # argparse: --pair takes two texts
+    usage = run_main("predict", "teacher", "--pair", "only one")  # argparse: --pair takes two texts
     assert usage.returncode == 2 and "expected 2 arguments" in usage.stderr
 
 
 # ------------------------------------------------------------------ evaluate and bench
 
 def test_evaluate_scores_pairs(pair_store, tiny_pair_data, tiny_data, rows):
-    result = run_cli("evaluate", "teacher", "student", "--data", str(tiny_pair_data), "--store", str(pair_store),
+    result = run_main("evaluate", "teacher", "student", "--data", str(tiny_pair_data), "--store", str(pair_store),
                      "--json")
     assert result.returncode == 0, result.stderr[-2000:]
     teacher, student = map(json.loads, result.stdout.splitlines())
@@ -125,14 +125,14 @@ def test_evaluate_scores_pairs(pair_store, tiny_pair_data, tiny_data, rows):
     assert 0 <= teacher["f1_positive"] <= 1 and teacher["positive_label"] == "1"
     assert teacher["f1_positive_ci_low"] <= teacher["f1_positive"] <= teacher["f1_positive_ci_high"]
     assert student["accuracy"] == pytest.approx(rows["student"]["accuracy"]) and student["agreement"] is not None
-    table = run_cli("evaluate", "teacher", "--data", str(tiny_pair_data), "--store", str(pair_store)).stdout
+    table = run_main("evaluate", "teacher", "--data", str(tiny_pair_data), "--store", str(pair_store)).stdout
     assert "(test, 80 pairs)" in table and "F1 pos." in table and f"{teacher['f1_positive']:.3f}" in table
-    line = _error_line(run_cli("evaluate", "teacher", "--data", str(tiny_data), "--store", str(pair_store)))
+    line = _error_line(run_main("evaluate", "teacher", "--data", str(tiny_data), "--store", str(pair_store)))
     assert "teacher classifies pairs of texts" in line and "holds single texts" in line
 
 
 def test_bench_on_pairs(pair_store):
-    result = run_cli("bench", "teacher", "teacher-int8", "--store", str(pair_store), "--samples", "4",
+    result = run_main("bench", "teacher", "teacher-int8", "--store", str(pair_store), "--samples", "4",
                      "--repeats", "1", "--no-memory", "--json")
     assert result.returncode == 0, result.stderr[-2000:]
     bench = json.loads(result.stdout)
@@ -173,14 +173,14 @@ def test_published_pair_run_packs_pairs(published_pairs, tiny_pair_data):
 
 def test_published_pair_run_serves_pairs(published_pairs, pair_store):
     args = _pair_args(PAIRS)
-    a = json.loads(run_cli("predict", "teacher-int8", *args, "--store", str(pair_store), "--json").stdout)
-    result = run_cli("predict", "teacher-int8", *args, "--published", str(published_pairs), "--json")
+    a = json.loads(run_main("predict", "teacher-int8", *args, "--store", str(pair_store), "--json").stdout)
+    result = run_main("predict", "teacher-int8", *args, "--published", str(published_pairs), "--json")
     assert result.returncode == 0, result.stderr[-2000:]
     b = json.loads(result.stdout)
     assert [(p["text"], p["text_pair"], p["label"]) for p in a] == [(p["text"], p["text_pair"], p["label"]) for p in b]
     assert "classifies pairs of texts" in _error_line(
-        run_cli("predict", "teacher", "a good film", "--published", str(published_pairs)))
-    bench = run_cli("bench", "teacher", "--published", str(published_pairs), "--samples", "4", "--repeats", "1",
+        run_main("predict", "teacher", "a good film", "--published", str(published_pairs)))
+    bench = run_main("bench", "teacher", "--published", str(published_pairs), "--samples", "4", "--repeats", "1",
                     "--no-memory", "--json")  # the packed test pairs are the benchmark's inputs
     assert bench.returncode == 0, bench.stderr[-2000:]
     assert json.loads(bench.stdout)["provenance"]["inputs"] == "text pairs"

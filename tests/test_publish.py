@@ -15,7 +15,7 @@ from compression.core.errors import LabError
 from compression.publishing import reader as reading
 from compression.publishing import writer as pub
 
-from .conftest import ROOT, run_cli
+from .conftest import ROOT, run_cli, run_main
 
 NAMES = ["teacher", "teacher-int8"]
 
@@ -276,8 +276,8 @@ def test_cli_reads_a_published_run_like_the_store_and_writes_nothing(built, publ
     _read_only(published, writable=False)  # any write attempt inside it would now fail loudly
     try:
         env = {"COMPRESSION_LAB_CACHE": str(tmp_path / "cache")}
-        from_store = [json.loads(x) for x in run_cli("list", "--store", str(built), "--json").stdout.splitlines()]
-        listed = run_cli("list", "--published", str(published), "--json", env=env)
+        from_store = [json.loads(x) for x in run_main("list", "--store", str(built), "--json").stdout.splitlines()]
+        listed = run_main("list", "--published", str(published), "--json", env=env)
         assert listed.returncode == 0, listed.stderr[-1500:]
         from_pub = [json.loads(x) for x in listed.stdout.splitlines()]
         keys = ("name", "kind", "parent", "accuracy", "f1", "latency_p50_ms", "metrics", "provenance")
@@ -287,19 +287,19 @@ def test_cli_reads_a_published_run_like_the_store_and_writes_nothing(built, publ
 
         texts = ["a great film", "a dull film", "superb and charming"]
         for name in NAMES:
-            a = run_cli("predict", name, *texts, "--store", str(built), "--json")
-            b = run_cli("predict", name, *texts, "--published", str(published), "--json", env=env)
+            a = run_main("predict", name, *texts, "--store", str(built), "--json")
+            b = run_main("predict", name, *texts, "--published", str(published), "--json", env=env)
             assert b.returncode == 0, b.stderr[-1500:]
             pa, pb = json.loads(a.stdout), json.loads(b.stdout)
             assert [p["label"] for p in pa] == [p["label"] for p in pb]
             flat = [[v for p in preds for v in p["probabilities"].values()] for preds in (pa, pb)]
             assert flat[1] == pytest.approx(flat[0], abs=1e-6)
 
-        bench = run_cli("bench", *NAMES, "--published", str(published), "--no-memory", "--samples", "2",
+        bench = run_main("bench", *NAMES, "--published", str(published), "--no-memory", "--samples", "2",
                         "--repeats", "1", "--json", env=env)
         assert bench.returncode == 0, bench.stderr[-1500:]
         assert [r["name"] for r in json.loads(bench.stdout)["results"]] == NAMES
-        evaluate = run_cli("evaluate", *NAMES, "--published", str(published), "--data", str(tiny_data), "--json",
+        evaluate = run_main("evaluate", *NAMES, "--published", str(published), "--data", str(tiny_data), "--json",
                            env=env)
         assert evaluate.returncode == 0, evaluate.stderr[-1500:]
         assert json.loads(evaluate.stdout.splitlines()[0])["accuracy"] == from_store[0]["accuracy"]
@@ -310,16 +310,16 @@ def test_cli_reads_a_published_run_like_the_store_and_writes_nothing(built, publ
 
 
 def test_cli_refusals_with_published(published, tmp_path):
-    result = run_cli("bench", "teacher", "--published", str(published), "--record")
+    result = run_main("bench", "teacher", "--published", str(published), "--record")
     assert result.returncode == 1 and "a published run is read-only" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    result = run_cli("list", "--published", str(published), "--run", "99")
+    result = run_main("list", "--published", str(published), "--run", "99")
     assert result.returncode == 1 and "holds run" in result.stderr
-    result = run_cli("predict", "ghost", "hi", "--published", str(published))
+    result = run_main("predict", "ghost", "hi", "--published", str(published))
     assert result.returncode == 1 and "known: teacher, teacher-int8" in result.stderr
-    result = run_cli("list", "--published", str(published), "--store", str(tmp_path))
+    result = run_main("list", "--published", str(published), "--store", str(tmp_path))
     assert result.returncode == 2 and "not allowed with argument" in result.stderr
-    result = run_cli("list", "--published", str(tmp_path / "nothing"))
+    result = run_main("list", "--published", str(tmp_path / "nothing"))
     assert result.returncode == 1 and "not found" in result.stderr
     help_text = run_cli("publish", "--help").stdout
     assert "--to DIR|FILE.zip|hub:USER/NAME" in help_text and "examples:" in help_text
@@ -337,11 +337,11 @@ def test_tampered_weights_break_only_that_variant(published, tmp_path):
     assert status["teacher-int8"].startswith("broken: ") and "SHA-256" in status["teacher-int8"]
     with pytest.raises(LabError, match="teacher-int8 of the published run is broken"):
         run.bundle_folder("teacher-int8")
-    result = run_cli("predict", "teacher-int8", "a great film", "--published", str(root))
+    result = run_main("predict", "teacher-int8", "a great film", "--published", str(root))
     assert result.returncode == 1 and "broken" in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    result = run_cli("predict", "teacher", "a great film", "--published", str(root), "--json")
+    result = run_main("predict", "teacher", "a great film", "--published", str(root), "--json")
     assert result.returncode == 0 and json.loads(result.stdout)[0]["label"] in ("0", "1")
-    listed = run_cli("list", "--published", str(root))
+    listed = run_main("list", "--published", str(root))
     assert listed.returncode == 0 and "BROKEN teacher-int8" in listed.stdout
 
 
@@ -387,13 +387,13 @@ def test_remote_code_in_a_self_consistent_run_never_runs(published, tmp_path):
 
     run = pub.open_published(root)
     assert "evil.py" in run.problem("teacher")  # refused: a published run never holds code
-    result = run_cli("predict", "teacher", "a great film", "--published", str(root))
+    result = run_main("predict", "teacher", "a great film", "--published", str(root))
     assert result.returncode == 1 and "evil.py" in result.stderr
     try:  # and the loader itself, handed the folder directly, reads only data
         load_bundle(bundle).predict(["a great film"])
     except (LabError, ValueError, OSError):
         pass
-    result = run_cli("predict", str(bundle), "a great film")
+    result = run_main("predict", str(bundle), "a great film")
     assert not marker.exists()
 
 

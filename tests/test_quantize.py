@@ -10,7 +10,7 @@ from compression.data.sources import load_tokenizer_and_model
 from compression.techniques.fp16 import FP16_CPU_WARNING
 from compression.techniques.quantization import cast, dynamic_int8, export_onnx, onnx_int8
 
-from .conftest import embedded_installed, run_cli, synthetic_rows
+from .conftest import embedded_installed, run_cli, run_main, synthetic_rows
 
 TEXTS = [t for t, _ in synthetic_rows(64, seed=11)]
 
@@ -90,7 +90,7 @@ quantize:
 """)
     result = run_cli("build", str(recipe), "--store", str(tmp_path / "store"))
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = {r["name"]: r for r in map(json.loads, run_cli("list", "--json", "--store", str(tmp_path / "store"))
+    rows = {r["name"]: r for r in map(json.loads, run_main("list", "--json", "--store", str(tmp_path / "store"))
                                       .stdout.splitlines())}
     assert set(rows) == {"teacher", "student", "sparse", "slim", "int8", "slim-int8", "bf16", "fp16", "onnx-int8"}
     assert rows["slim-int8"]["parent"] == "slim" and rows["sparse"]["kind"] == "pruned"

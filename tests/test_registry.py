@@ -11,7 +11,7 @@ import pytest
 from compression.core import registry as techniques
 from compression.core.config import QuantizeConfig, load_recipe
 
-from .conftest import ROOT, run_cli
+from .conftest import FRESH_VERIFY, ROOT, run_cli
 
 PLUGIN = textwrap.dedent('''
     """A method of our own: every weight snapped to a 1/GRID grid."""
@@ -42,7 +42,8 @@ def plugin(tmp_path, monkeypatch):
     folder = tmp_path / "plugins"
     folder.mkdir()
     (folder / "lab_grid_plugin.py").write_text(PLUGIN)
-    env = {"COMPRESSION_LAB_TECHNIQUES": "lab_grid_plugin", "PYTHONPATH": os.pathsep.join([str(ROOT), str(folder)])}
+    env = {"COMPRESSION_LAB_TECHNIQUES": "lab_grid_plugin", "PYTHONPATH": os.pathsep.join([str(ROOT), str(folder)]),
+           **FRESH_VERIFY}  # the fresh verify process must find the plugin by its name, as a user's would
     return folder / "lab_grid_plugin.py", env
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable
 
 from compression.bundle.folder import load_bundle
 from compression.bundle.meta import bundle_digest, bundle_problem, read_meta, update_meta
-from compression.bundle.verify import verify_bundle
+from compression.bundle.verify import verify_bundle, verify_mode
 from compression.core.config import Recipe
 from compression.core.errors import failpoint
 from compression.evaluation.metrics import score
@@ -162,11 +162,13 @@ class BuildState:
     def verify(self, name: str, timings: dict) -> dict:
 
         folder = self.folders[name]
-        self.report(name, 0.88, f"saved {name}; reloading it in a fresh process")
+        where = "a fresh process" if verify_mode() == "fresh-process" else "this process (COMPRESSION_LAB_VERIFY)"
+        self.report(name, 0.88, f"saved {name}; reloading it in {where}")
         t = time.perf_counter()
         check = verify_bundle(folder)
         timings["verify_seconds"] = round(time.perf_counter() - t, 2)
-        self.report(name, 0.92, f"{name}: reloads in a fresh process (max |Δlogit| {check['max_abs_diff']:.1e})")
+        where = "a fresh process" if check["process"] == "fresh-process" else "this process"
+        self.report(name, 0.92, f"{name}: reloads in {where} (max |Δlogit| {check['max_abs_diff']:.1e})")
         return check
 
     def finish(self, name: str, metrics: dict, timings: dict, check: dict) -> None:

@@ -1,15 +1,21 @@
 """Prove a bundle reloads: compare its probe logits in this process, or in a fresh one.
+
+A build checks every variant in a fresh Python process by default: nothing held in memory (a registered plugin,
+a cached trace) can then stand in for what is on disk. ``COMPRESSION_LAB_VERIFY=in-process`` reloads the bundle
+from disk in the same process instead: the same files and probe comparison, without a new interpreter's start-up
+(the test suite uses it, except where the fresh process is what a test checks).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from compression.bundle.folder import Bundle
+from compression.bundle.folder import Bundle, load_bundle
 from compression.core.child_env import child_env
 from compression.core.errors import LabError
 
@@ -29,12 +35,29 @@ def check_probe(bundle: Bundle) -> dict[str, Any]:
             "atol": probe["atol"], "probes": len(probe["texts"])}
 
 
-def verify_bundle(folder: str | Path, timeout: float = 900) -> dict[str, Any]:
-    """Reload the bundle in a fresh Python process and check it reproduces its probe predictions.
+VERIFY_ENV = "COMPRESSION_LAB_VERIFY"
+VERIFY_MODES = ("fresh-process", "in-process")
 
-    Raises ``LabError`` when it does not; returns the comparison otherwise.
+
+def verify_mode() -> str:
+    mode = os.environ.get(VERIFY_ENV, "fresh-process")
+    if mode not in VERIFY_MODES:
+        raise LabError(f"{VERIFY_ENV}={mode!r} is not one of {', '.join(VERIFY_MODES)}")
+    return mode
+
+
+def verify_bundle(folder: str | Path, timeout: float = 900, fresh: bool | None = None) -> dict[str, Any]:
+    """Reload the bundle (in a fresh Python process unless ``fresh`` is False or ``COMPRESSION_LAB_VERIFY`` says
+    ``in-process``) and check it reproduces its probe predictions.
+
+    Raises ``LabError`` when it does not; returns the comparison (with ``"process"``: where it reloaded) otherwise.
     """
-
+    if fresh is None:
+        fresh = verify_mode() == "fresh-process"
+    if not fresh:
+        result = {**check_probe(load_bundle(folder)), "process": "in-process"}
+        _raise_unless_ok(folder, result)
+        return result
     proc = subprocess.run([sys.executable, "-m", "compression", "verify", str(folder), "--json"],
                           capture_output=True, text=True, timeout=timeout, env=child_env())
     lines = proc.stdout.strip().splitlines()
@@ -43,7 +66,11 @@ def verify_bundle(folder: str | Path, timeout: float = 900) -> dict[str, Any]:
     except (IndexError, json.JSONDecodeError):
         reason = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise LabError(f"bundle {folder} did not reload in a fresh process: {reason}") from None
+    _raise_unless_ok(folder, result)
+    return {**result, "process": "fresh-process"}
+
+
+def _raise_unless_ok(folder, result: dict) -> None:
     if not result.get("ok"):
         raise LabError(f"bundle {folder} does not reproduce its predictions after reload: "
                        f"argmax equal {result.get('argmax_equal')}, max |Δlogit| {result.get('max_abs_diff')}")
-    return result

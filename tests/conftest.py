@@ -200,6 +200,21 @@ def tiny_teacher(tiny_data, tmp_path_factory) -> Path:
                        max_length=32)
 
 
+@pytest.fixture()
+def artifacts(tmp_path) -> Path:
+    """Where a test saves screenshots for a person to look at: ``$LAB_TEST_ARTIFACTS`` when set, else a temp
+    folder (never the repository)."""
+    folder = Path(os.environ.get("LAB_TEST_ARTIFACTS") or tmp_path / "artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+# True once every plotly chart on the page has drawn (plotly sets _fullLayout when a plot is done).
+CHARTS_DRAWN_JS = ("() => { const c = [...document.querySelectorAll('.js-plotly-plot')]; return c.length > 0 && "
+                   "c.every(p => p._fullLayout && p.querySelector('.main-svg .xtick, .main-svg .bartext, "
+                   ".main-svg .textpoint')); }")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -207,16 +222,35 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def served_app(tiny_model, tiny_data, tmp_path_factory):
-    """The real app over a store with a teacher and an int8 variant, served on localhost."""
-    folder = tmp_path_factory.mktemp("app")
+def tiny_store(tiny_model, tiny_data, tmp_path_factory) -> Path:
+    """A template store built once by the CLI: a tiny teacher and its dynamic-int8 copy, benchmarked. Read it as
+    it is; copy it (:func:`store_copy`) to change or serve it."""
+    folder = tmp_path_factory.mktemp("template")
     recipe = folder / "tiny.yaml"
     recipe.write_text(f"name: tiny\ndata: {{source: {tiny_data}}}\n"
                       f"teacher: {{model: {tiny_model}, max_length: 32, train: {{epochs: 2, batch_size: 16}}}}\n"
                       "quantize:\n  - {name: teacher-int8, source: teacher, method: dynamic-int8}\n"
-                      "bench: {samples: 4, repeats: 1, warmup: 1, throughput_batches: 1, memory: false}\n")
+                      "bench: {samples: 4, repeats: 1, warmup: 1, throughput_batches: 1, batch_size: 4, "
+                      "memory: false}\n")
     result = run_cli("build", str(recipe), "--store", str(folder / "store"))
     assert result.returncode == 0, result.stderr[-2000:]
+    return folder / "store"
+
+
+def store_copy(store: Path, folder: Path) -> Path:
+    """A copy of a template store in ``folder`` (bundles, database and caches), for a test that changes it."""
+    import shutil
+
+    target = folder / "store"
+    shutil.copytree(store, target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def served_app(tiny_store, tmp_path_factory):
+    """The real app over a copy of the template store (a teacher and an int8 variant), served on localhost."""
+    folder = tmp_path_factory.mktemp("app")
+    store_copy(tiny_store, folder)
     from compression.dashboard import create_app, launch_kwargs
 
     demo = create_app(str(folder / "store"))

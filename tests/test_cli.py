@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from .conftest import run_cli, run_main
+from .conftest import run_cli, run_main, synthetic_rows
 
 
 @pytest.fixture(scope="module")
@@ -10,7 +10,8 @@ def built_store(tiny_model, tiny_data, tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli")
     recipe = folder / "tiny.yaml"
     recipe.write_text(f"name: tiny\ndata:\n  source: {tiny_data.name}\nteacher:\n  model: {tiny_model}\n"
-                      f"  max_length: 32\n")
+                      f"  max_length: 32\n  train: {{epochs: 1, batch_size: 16}}\n"
+                      "bench: {samples: 4, repeats: 1, warmup: 1, throughput_batches: 1, memory: false}\n")
     store = folder / "store"
     result = run_cli("build", str(recipe), "--store", str(store), "--data-dir", str(tiny_data.parent))
     assert result.returncode == 0, result.stderr[-2000:]
@@ -94,17 +95,32 @@ def test_errors_are_one_line_and_non_zero(tmp_path, tiny_model, body, fragment):
     body = body.replace("NOLABEL", str(tmp_path / "nolabel.csv")).replace("EMPTY", str(tmp_path / "empty.csv"))
     if "data:" in body:
         body += f"teacher:\n  model: {tiny_model}\n"
-    result = run_cli("build", _recipe(tmp_path, body), "--store", str(tmp_path / "store"))
+    result = run_main("build", _recipe(tmp_path, body), "--store", str(tmp_path / "store"))
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and fragment in lines[0], result.stderr[-1500:]
     assert "Traceback" not in result.stderr
 
 
-def test_failed_build_leaves_no_finished_variant(tmp_path):
-    run_cli("build", _recipe(tmp_path, "name: r\nteacher:\n  model: /no/such\n"), "--store", str(tmp_path / "s"))
-    result = run_main("list", "--store", str(tmp_path / "s"), "--json")
-    assert result.returncode == 0 and result.stdout.strip() == ""
+def test_failed_build_leaves_no_finished_variant(tmp_path, tiny_model):
+    """A build that fails part-way (the teacher is recorded, then a student's backbone is missing) marks its run
+    failed, says why in one line, and lists only what finished."""
+    recipe = _recipe(tmp_path, f"name: r\ndata: {{source: {tmp_path / 'd.csv'}}}\n"
+                               f"teacher: {{model: {tiny_model}, max_length: 32, train: null}}\n"
+                               "students:\n  - {name: s, init: pretrained, model: /no/such/backbone}\nbench: null\n")
+    (tmp_path / "d.csv").write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in synthetic_rows(60)))
+    result = run_main("build", recipe, "--store", str(tmp_path / "s"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "/no/such/backbone" in result.stderr.strip().splitlines()[-1]
+    listed = run_main("list", "--store", str(tmp_path / "s"), "--json")
+    assert listed.returncode == 0 and [json.loads(r)["name"] for r in listed.stdout.splitlines()] == ["teacher"]
+    from compression.store.run_store import RunStore
+
+    with RunStore(tmp_path / "s") as store:
+        (run,) = store.runs()
+        assert run["status"] == "failed" and "/no/such/backbone" in run["error"]
+        assert {v.name for v in store.variants(status=None, latest_only=False) if v.status == "finished"} == {
+            "teacher"}
 
 
 def test_predict_unknown_variant_and_help(tmp_path):

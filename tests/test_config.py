@@ -80,4 +80,16 @@ def test_load_recipe_file_and_errors(tmp_path):
 
 @pytest.mark.parametrize("path", sorted((ROOT / "recipes").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_recipes_validate(path):
-    assert load_recipe(path).name
+    import yaml
+
+    recipe = load_recipe(path)
+    raw = yaml.safe_load(path.read_text())
+    assert recipe.name == raw.get("name", path.stem)
+    # every step the file names is there, in order, with its method: nothing was dropped or defaulted away
+    assert [s.name for s in recipe.students] == [s["name"] for s in raw.get("students", [])]
+    for section in ("prune", "quantize"):
+        got, wanted = getattr(recipe, section), raw.get(section, [])
+        assert [(s.name, s.source) for s in got] == [(w["name"], w["source"]) for w in wanted], section
+        assert all(s.method == w["method"] for s, w in zip(got, wanted) if "method" in w), section
+    assert recipe.teacher.model == raw.get("teacher", {}).get("model", recipe.teacher.model)
+    assert recipe.data.source == raw.get("data", {}).get("source", recipe.data.source)

@@ -13,7 +13,7 @@ from compression.evaluation.advisor import recommend
 from compression.presentation import figures, tables
 from compression.presentation.report import html_report, leaderboard_csv
 
-from .conftest import ROOT, run_cli
+from .conftest import CHARTS_DRAWN_JS, ROOT, run_cli
 
 
 def _row(name, kind, parent, acc, p50, mb, method=None, warnings=()):
@@ -219,7 +219,7 @@ CUT_TEXT_JS = """() => {
 }"""
 
 
-def test_browser_shows_predictions_of_two_variants(served_app):
+def test_browser_shows_predictions_of_two_variants(served_app, artifacts):
     """A real browser (Debian's chromium) types a sentence and sees every variant's prediction."""
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(chromium).exists():
@@ -228,8 +228,7 @@ def test_browser_shows_predictions_of_two_variants(served_app):
         pytest.skip("chromium is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    shots = ROOT / "test-artifacts"
-    shots.mkdir(exist_ok=True)
+    shots = artifacts
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu",
                                                                    "--disable-background-networking"])
@@ -245,13 +244,13 @@ def test_browser_shows_predictions_of_two_variants(served_app):
         for width, height in ((1280, 800), (1920, 1080)):
             page.set_viewport_size({"width": width, "height": height})
             page.get_by_role("tab", name="Leaderboard").click()
-            page.wait_for_timeout(500)
+            header = page.get_by_role("columnheader", name="MB", exact=True).first
+            header.wait_for(state="visible")
             page.screenshot(path=str(shots / f"leaderboard-{width}.png"))
-            header = page.get_by_role("columnheader", name="MB", exact=True).first.bounding_box()
+            header = header.bounding_box()
             assert header and header["x"] + header["width"] <= width, "the headline columns must fit on screen"
             page.get_by_role("tab", name="Charts").click()
-            page.wait_for_selector(".js-plotly-plot .main-svg")
-            page.wait_for_timeout(1500)
+            page.wait_for_function(CHARTS_DRAWN_JS, timeout=30_000)
             page.screenshot(path=str(shots / f"charts-{width}.png"), full_page=True)
             cut[width] = page.evaluate(CUT_TEXT_JS)
         browser.close()

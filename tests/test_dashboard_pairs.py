@@ -14,7 +14,7 @@ from compression.dashboard import callbacks as cb
 from compression.dashboard.context import PublishedSource, make_context
 from compression.dashboard.views import input_hints, parse_batch, pick_examples, readable
 
-from .conftest import ROOT, _free_port
+from .conftest import _free_port
 
 PAIR = ("sentence1", "sentence2")
 FIRST, SECOND = "the film was good and great", "the plot was brilliant"
@@ -145,7 +145,7 @@ def test_the_served_app_has_two_labelled_boxes_and_a_pair_api(served_pairs):
         client.predict(FIRST, api_name="/predict")  # the second text left at its default: refused, said why
 
 
-def test_browser_fills_both_boxes_and_sees_every_variant(served_pairs):
+def test_browser_fills_both_boxes_and_sees_every_variant(served_pairs, artifacts):
     """A real browser (Debian's chromium) types a pair into the two boxes and sees each variant's prediction."""
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     if not os.path.exists(chromium):
@@ -166,8 +166,7 @@ def test_browser_fills_both_boxes_and_sees_every_variant(served_pairs):
         page.wait_for_function("!document.querySelector('table.preds tr.pending')", timeout=60_000)
         rows = page.locator("table.preds tbody tr")
         names = [rows.nth(i).locator("td b").first.inner_text() for i in range(rows.count())]
-        shots = ROOT / "test-artifacts"
-        shots.mkdir(exist_ok=True)
+        shots = artifacts
         page.screenshot(path=str(shots / "playground-pairs.png"), full_page=True)
         page.get_by_role("tab", name="Batch check").click()
         hint = page.get_by_text("Pairs, one per line").first.inner_text()

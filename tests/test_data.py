@@ -56,8 +56,12 @@ def test_jsonl_and_parquet(tmp_path):
 def test_named_columns(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("a,b,c\n" + "\n".join(f"{t},{y},x" for t, y in synthetic_rows(60)))
+    rows = synthetic_rows(60)
     data = load_data(DataConfig(source=str(path), text_column="a", label_column="b"))
-    assert len(data.labels) == 2
+    assert data.labels == ["0", "1"]  # column b's values, not c's single "x"
+    texts = {t: y for t, y in rows}
+    everything = [row for split in data.splits.values() for row in split]
+    assert len(everything) == 60 and all(texts[r["text"]] == int(data.labels[r["label"]]) for r in everything)
 
 
 @pytest.mark.parametrize("content, name, message", [

@@ -26,14 +26,9 @@ def data(tiny_data):
 
 
 @pytest.fixture(scope="module")
-def teacher_dir(tiny_model, data, tmp_path_factory):
-    """A tiny teacher fine-tuned on the synthetic task, saved as a bundle."""
-    folder = tmp_path_factory.mktemp("teacher")
-    tokenizer, model = load_tokenizer_and_model(str(tiny_model), data.labels)
-    model = train(model, tokenizer, tokenize(data, tokenizer, 32), TrainConfig(epochs=8, **FAST), folder / "work",
-                  seed=0, name="teacher")
-    return save_bundle(model, tokenizer, folder / "teacher", name="teacher", kind="teacher", labels=data.labels,
-                       max_length=32)
+def teacher_dir(tiny_teacher):
+    """The session's tiny teacher (fine-tuned once for every test file that needs one)."""
+    return tiny_teacher
 
 
 def test_teacher_learns_the_task(teacher_dir, data):

@@ -124,7 +124,7 @@ def _running(store) -> bool:
 def test_store_on_a_file_and_on_a_full_disk(recipe, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    result = run_cli("build", recipe, "--store", str(blocker / "store"))
+    result = run_main("build", recipe, "--store", str(blocker / "store"))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "cannot create" in result.stderr.lower() or "not a directory" in result.stderr.lower(), result.stderr
     # A full disk: files may not grow past 64 KiB in this process tree (RLIMIT_FSIZE; SIGXFSZ ignored, so writes

@@ -107,8 +107,9 @@ def test_json_pairs_come_back_as_tuples():
 
 @pytest.fixture(scope="module")
 def pair_zoo(tiny_pair_data, tmp_path_factory):
-    """Every quantization method and both pruning methods on a pair task, built by the CLI (each bundle is reloaded
-    and checked on pair probes in a fresh process before it is recorded)."""
+    """Every quantization method and both pruning methods on a pair task, chained as a recipe chains them
+    (distil, prune the student with recovery, quantize a pruned variant), built by the CLI; each bundle is reloaded
+    and checked on pair probes before it is recorded. The one build that covers every method: keep it the only one."""
     folder = tmp_path_factory.mktemp("pair-zoo")
     backbone = make_tiny_backbone(folder / "tiny")
     recipe = folder / "zoo.yaml"
@@ -118,14 +119,15 @@ teacher: {{model: {backbone}, max_length: 32, train: {{epochs: 8, batch_size: 16
 students:
   - {{name: student, init: teacher-layers, layers: [0], max_length: 32, train: {{epochs: 2, batch_size: 16, learning_rate: 1.0e-3}}}}
 prune:
-  - {{name: slim, source: teacher, method: structured, heads: 0.5, ffn: 0.5}}
-  - {{name: sparse, source: teacher, method: magnitude, sparsity: 0.5}}
+  - {{name: slim, source: teacher, method: structured, heads: 0.5, ffn: 0.5, importance_batches: 2}}
+  - {{name: sparse, source: student, method: magnitude, sparsity: 0.5, recover: {{epochs: 1, batch_size: 16}}}}
 quantize:
   - {{name: int8, source: teacher, method: dynamic-int8}}
   - {{name: onnx-int8, source: teacher, method: onnx-int8}}
   - {{name: onnx, source: teacher, method: onnx-fp32}}
   - {{name: bf16, source: teacher, method: bf16}}
   - {{name: fp16, source: teacher, method: fp16}}
+  - {{name: slim-int8, source: slim, method: dynamic-int8}}
 bench: {{samples: 8, repeats: 1, warmup: 1, throughput_batches: 1, memory: false}}
 """)
     result = run_cli("build", str(recipe), "--store", str(folder / "store"))
@@ -141,8 +143,16 @@ def test_every_method_builds_reloads_and_scores_on_pairs(pair_zoo):
     from compression.bundle.verify import check_probe
 
     store, rows = pair_zoo
-    assert set(rows) == {"teacher", "student", "slim", "sparse", "int8", "onnx-int8", "onnx", "bf16", "fp16"}
+    assert set(rows) == {"teacher", "student", "slim", "sparse", "int8", "onnx-int8", "onnx", "bf16", "fp16",
+                         "slim-int8"}
     assert rows["teacher"]["accuracy"] > 0.9  # the pair task needs both texts: the teacher learnt to read them
+    assert rows["slim-int8"]["parent"] == "slim" and rows["sparse"]["parent"] == "student"
+    assert rows["sparse"]["kind"] == "pruned" and rows["slim-int8"]["kind"] == "quantized"
+    sparse = load_bundle(rows["sparse"]["bundle"]).meta["pruning"]["sparsity"]
+    assert abs(sparse["overall"] - 0.5) <= 0.01 and sparse["nonzero_params"] < sparse["params"]
+    slim = load_bundle(rows["slim"]["bundle"]).meta
+    assert rows["slim"]["metrics"]["params"] < rows["teacher"]["metrics"]["params"]  # matrices shrank
+    assert slim["pruning"]["heads_removed"], slim["pruning"]
     for name, row in rows.items():
         bundle = load_bundle(row["bundle"])
         assert bundle.pair == ("sentence1", "sentence2"), name
@@ -192,7 +202,7 @@ def test_pairs_are_augmented_as_pairs_and_transfer_sets_refused(tiny_pair_data, 
     recipe.write_text(f"name: aug\ndata: {{source: {tiny_pair_data}}}\nteacher: {{model: {tiny_model}}}\n"
                       f"augment: {{copies: 0, transfer: {tiny_pair_data / 'test.tsv'}}}\n"
                       f"students:\n  - {{name: s, init: teacher-layers, layers: [0]}}\n")
-    result = run_cli("build", str(recipe), "--store", str(tmp_path / "store"))
+    result = run_main("build", str(recipe), "--store", str(tmp_path / "store"))
     assert result.returncode != 0
     assert "pair task (sentence1 + sentence2)" in result.stderr and "remove augment.transfer" in result.stderr
     assert "loading teacher" not in result.stdout + result.stderr

@@ -15,24 +15,16 @@ from compression.core.errors import LabError
 from compression.publishing import reader as reading
 from compression.publishing import writer as pub
 
-from .conftest import ROOT, run_cli, run_main
+from .conftest import ROOT, run_cli, run_main, store_copy
 
 NAMES = ["teacher", "teacher-int8"]
 
 
 @pytest.fixture(scope="module")
-def built(tiny_model, tiny_data, tmp_path_factory):
-    """A store with one finished run: a tiny teacher and its dynamic-int8 copy, benchmarked."""
-    folder = tmp_path_factory.mktemp("publish")
-    recipe = folder / "tiny.yaml"
-    recipe.write_text(f"name: tiny\ndata: {{source: {tiny_data}}}\n"
-                      f"teacher: {{model: {tiny_model}, max_length: 32, train: {{epochs: 2, batch_size: 16}}}}\n"
-                      "quantize:\n  - {name: teacher-int8, source: teacher, method: dynamic-int8}\n"
-                      "bench: {samples: 4, repeats: 1, warmup: 1, throughput_batches: 1, batch_size: 4, "
-                      "memory: false}\n")
-    result = run_cli("build", str(recipe), "--store", str(folder / "store"))
-    assert result.returncode == 0, result.stderr[-2000:]
-    return folder / "store"
+def built(tiny_store, tmp_path_factory):
+    """A store with one finished run: a tiny teacher and its dynamic-int8 copy, benchmarked (a copy of the
+    session's template store)."""
+    return store_copy(tiny_store, tmp_path_factory.mktemp("publish"))
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,3 @@
-import json
 
 import numpy as np
 import pytest
@@ -10,7 +9,7 @@ from compression.data.sources import load_tokenizer_and_model
 from compression.techniques.fp16 import FP16_CPU_WARNING
 from compression.techniques.quantization import cast, dynamic_int8, export_onnx, onnx_int8
 
-from .conftest import embedded_installed, run_cli, run_main, synthetic_rows
+from .conftest import embedded_installed, synthetic_rows
 
 TEXTS = [t for t, _ in synthetic_rows(64, seed=11)]
 
@@ -65,36 +64,3 @@ def test_minilm_int8_bundle_is_under_40_percent_of_fp32(tmp_path):
     ratio = bundle_bytes(int8) / bundle_bytes(fp32)
     assert ratio < 0.40, ratio
     assert verify_bundle(int8)["argmax_equal"]
-
-
-def test_recipe_chains_distill_prune_quantize(tiny_data, tiny_model, tmp_path):
-    from .conftest import make_tiny_backbone
-
-    backbone = make_tiny_backbone(tmp_path / "b4", heads=4)
-    train = "{epochs: 3, batch_size: 16, learning_rate: 0.003}"
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"""name: chain
-data: {{source: {tiny_data}}}
-teacher: {{model: {backbone}, max_length: 32, train: {train}}}
-students:
-  - {{name: student, init: teacher-layers, layers: [0, 1], max_length: 32, train: {train}}}
-prune:
-  - {{name: sparse, source: student, method: magnitude, sparsity: 0.5, recover: {{epochs: 1, batch_size: 16}}}}
-  - {{name: slim, source: student, method: structured, heads: 0.5, ffn: 0.5, importance_batches: 2}}
-quantize:
-  - {{name: int8, source: student, method: dynamic-int8}}
-  - {{name: slim-int8, source: slim, method: dynamic-int8}}
-  - {{name: bf16, source: student, method: bf16}}
-  - {{name: fp16, source: student, method: fp16}}
-  - {{name: onnx-int8, source: student, method: onnx-int8}}
-""")
-    result = run_cli("build", str(recipe), "--store", str(tmp_path / "store"))
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = {r["name"]: r for r in map(json.loads, run_main("list", "--json", "--store", str(tmp_path / "store"))
-                                      .stdout.splitlines())}
-    assert set(rows) == {"teacher", "student", "sparse", "slim", "int8", "slim-int8", "bf16", "fp16", "onnx-int8"}
-    assert rows["slim-int8"]["parent"] == "slim" and rows["sparse"]["kind"] == "pruned"
-    sparse = load_bundle(rows["sparse"]["bundle"]).meta["pruning"]["sparsity"]
-    assert abs(sparse["overall"] - 0.5) <= 0.01 and sparse["nonzero_params"] < sparse["params"]
-    assert load_bundle(rows["slim-int8"]["bundle"]).meta["weights"]["structure"] is not None
-    assert all(r["metrics"]["agreement"] is not None for r in rows.values())

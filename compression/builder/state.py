@@ -160,7 +160,6 @@ class BuildState:
                                                             meta={**meta, "input_fingerprint": input_fp})
 
     def verify(self, name: str, timings: dict) -> dict:
-
         folder = self.folders[name]
         where = "a fresh process" if verify_mode() == "fresh-process" else "this process (COMPRESSION_LAB_VERIFY)"
         self.report(name, 0.88, f"saved {name}; reloading it in {where}")
@@ -185,7 +184,6 @@ class BuildState:
                                f"agreement with teacher {metrics['agreement']:.4f}")
 
     def evaluate_and_finish(self, name: str, timings: dict, check: dict) -> None:
-
         t = time.perf_counter()
         bundle = load_bundle(self.folders[name])
         metrics = score(bundle, self.data.splits["test"], self.logits["test"]) | self.heldout_metrics(bundle)

@@ -218,7 +218,8 @@ def test_apply_records_bits_and_layers_in_built(outlier_model, monkeypatch, tmp_
     assert built.weights_meta["activation_bits"] == 7 and built.weights_meta["fp32_layers"] == []
     assert built.weights_meta["int8_tuning"] is None and built.int8_embeddings
     labels = _logits(model, tokenizer).argmax(-1).tolist()
-    cfg = QuantizeConfig(name="q", source="teacher", activation_bits=7, int8_tolerance=0.0, max_fp32_layers=2)
+    cfg = QuantizeConfig(name="q", source="teacher",
+                         options={"activation_bits": 7, "int8_tolerance": 0.0, "max_fp32_layers": 2})
     with pytest.raises(ValueError, match="validation"):
         apply(model, tokenizer, cfg, tmp_path)
     built = apply(model, tokenizer, cfg, tmp_path, validation=Validation(tuple(TEXTS), tuple(labels), 32))
@@ -231,17 +232,25 @@ def test_apply_records_bits_and_layers_in_built(outlier_model, monkeypatch, tmp_
 
 def test_config_checks_the_new_fields():
     base = {"name": "q", "source": "teacher"}
-    assert QuantizeConfig(**base).activation_bits == "auto"
-    with pytest.raises(ValueError, match="activation_bits.*auto, 8 or 7"):
-        QuantizeConfig(**base, activation_bits=6)
+    assert QuantizeConfig(**base).options.activation_bits == "auto"
+    with pytest.raises(ValueError, match=r"activation_bits: invalid value 6 \(allowed: 'auto' \| 8 \| 7\)"):
+        QuantizeConfig(**base, options={"activation_bits": 6})
     for key, value, allowed in (("activation_bits", 6, "'auto' | 8 | 7"), ("activation_bits", "8", "'auto' | 8 | 7"),
                                 ("int8_tolerance", -0.1, "[0, 1)"), ("int8_tolerance", 1.5, "[0, 1)"),
                                 ("max_fp32_layers", -1, ">= 0")):
         with pytest.raises(ValueError, match=key) as err:
             from_dict(QuantizeConfig, {**base, key: value}, "quantize[0]")
-        assert allowed in str(err.value)
+        assert allowed in str(err.value) and str(err.value).startswith(f"quantize[0].{key}: invalid value")
     cfg = from_dict(QuantizeConfig, {**base, "activation_bits": 8, "int8_tolerance": 0, "max_fp32_layers": 0})
-    assert (cfg.activation_bits, cfg.int8_tolerance, cfg.max_fp32_layers) == (8, 0.0, 0)
+    opts = cfg.options
+    assert (opts.activation_bits, opts.int8_tolerance, opts.max_fp32_layers) == (8, 0.0, 0)
+    assert cfg.to_dict() == {**base, "method": "dynamic-int8", "int8_embeddings": True, "activation_bits": 8,
+                             "int8_tolerance": 0.0, "max_fp32_layers": 0}  # written back as a recipe writes it
+    with pytest.raises(ValueError, match=r"quantize\[0\]: unknown key 'sparsity' \(allowed: name, source, method; "
+                                         r"dynamic-int8's own: int8_embeddings, activation_bits"):
+        from_dict(QuantizeConfig, {**base, "sparsity": 0.5}, "quantize[0]")
+    with pytest.raises(ValueError, match="unknown key 'activation_bits' .*bf16 has no options of its own"):
+        from_dict(QuantizeConfig, {**base, "method": "bf16", "activation_bits": 8}, "quantize[0]")
 
 
 def test_recipe_with_a_tolerance_keeps_at_most_two_layers_fp32_and_records_them(tiny_data, tiny_model, tmp_path):

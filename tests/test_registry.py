@@ -4,7 +4,11 @@ changing a technique's code rebuilds what it made, and nothing else."""
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -42,16 +46,19 @@ def plugin(tmp_path, monkeypatch):
     folder = tmp_path / "plugins"
     folder.mkdir()
     (folder / "lab_grid_plugin.py").write_text(PLUGIN)
-    env = {"COMPRESSION_LAB_TECHNIQUES": "lab_grid_plugin", "PYTHONPATH": os.pathsep.join([str(ROOT), str(folder)]),
+    shutil.copy(Path(__file__).with_name("lab_int4_plugin.py"), folder)  # a plugin with options and hooks
+    env = {"COMPRESSION_LAB_TECHNIQUES": "lab_grid_plugin,lab_int4_plugin",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(folder)]),
            **FRESH_VERIFY}  # the fresh verify process must find the plugin by its name, as a user's would
     return folder / "lab_grid_plugin.py", env
 
 
-def _recipe(tmp_path, tiny_data, tiny_model) -> str:
+def _recipe(tmp_path, tiny_data, tiny_model, extra: str = "") -> str:
     path = tmp_path / "grid.yaml"
     path.write_text(f"name: grid\ndata: {{source: {tiny_data}}}\n"
                     f"teacher: {{model: {tiny_model}, max_length: 32, train: {{epochs: 1, batch_size: 16}}}}\n"
                     "quantize:\n  - {name: teacher-grid, source: teacher, method: grid-round}\n"
+                    f"{extra}"
                     "  - {name: teacher-int8, source: teacher, method: dynamic-int8}\n"
                     "bench: {samples: 4, repeats: 1, warmup: 1, throughput_batches: 1, memory: false}\n")
     return str(path)
@@ -70,9 +77,14 @@ def test_every_stage_reads_the_registry():
         techniques.register(techniques.Technique("bf16", "quantize", "another bf16", lambda *a: None))
 
 
+INT4_STEP = "  - {name: teacher-int4, source: teacher, method: int4-weight, group_size: 16}\n"
+
+
 def test_a_plugin_method_builds_reloads_in_a_fresh_process_and_benchmarks(plugin, tiny_data, tiny_model, tmp_path):
+    """Two plugins, each one file with one register(): grid-round (no options, the generic bundle writer) and
+    int4-weight (an option of its own, its own weights file, parameter count and runtime choice)."""
     _, env = plugin
-    recipe, store = _recipe(tmp_path, tiny_data, tiny_model), str(tmp_path / "store")
+    recipe, store = _recipe(tmp_path, tiny_data, tiny_model, INT4_STEP), str(tmp_path / "store")
     with pytest.raises(ValueError, match="grid-round"):
         load_recipe(recipe)  # this process was not told about the plugin: the recipe is refused, by name
     built = run_cli("build", recipe, "--store", store, env=env)
@@ -89,6 +101,34 @@ def test_a_plugin_method_builds_reloads_in_a_fresh_process_and_benchmarks(plugin
     # A process without the plugin refuses the bundle by name: the bundle cannot make it import anything.
     refused = run_cli("predict", bundle, "a fine film")
     assert refused.returncode == 1 and "unknown technique 'grid-round'" in refused.stderr
+    _check_int4(rows, env, store, recipe, tmp_path)
+
+
+def _check_int4(rows: dict, env: dict, store: str, recipe: str, tmp_path) -> None:
+    int4, teacher = rows["teacher-int4"], rows["teacher"]
+    assert int4["status"] == "ok" and int4["latency_p50_ms"] > 0
+    meta = json.loads(open(f"{int4['bundle']}/bundle.json").read())
+    assert meta["step"]["group_size"] == 16 and meta["weights"]["group_size"] == 16  # its option, recorded
+    assert meta["weights"]["format"] == "technique" and meta["weights"]["file"] == "int4.safetensors"
+    files = set(os.listdir(int4["bundle"]))
+    assert {"bundle.json", "config.json", "int4.safetensors"} <= files  # its own file, not the generic ones
+    assert not files & {"model.safetensors", "weights.safetensors", "model.onnx"}
+    assert meta["params"]["total"] == teacher["metrics"]["params"]  # its count: two weights per packed byte
+    assert int4["size_mb"] < teacher["size_mb"]  # 4-bit encoder weights
+    assert abs(int4["accuracy"] - teacher["accuracy"]) <= 0.1
+    code = ("import json, sys; from compression.bundle import load_bundle; b = load_bundle(sys.argv[1]); "
+            "p = b.predict(['a fine film']); print(json.dumps([b.runtime, p[0].label]))")
+    out = subprocess.run([sys.executable, "-c", code, int4["bundle"]], capture_output=True, text=True,
+                         env={**os.environ, **env}, timeout=300)
+    runtime, label = json.loads(out.stdout.strip().splitlines()[-1])
+    assert runtime == "eager (int4-weight is not traced)" and label in ("0", "1")  # its runtime choice
+    helped = run_cli("build", "--help", env=env).stdout
+    assert "int4-weight: int4 weight-only (plugin)" in helped and "group_size (default 32)" in helped
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(open(recipe).read().replace("group_size: 16", "group_size: 12"))
+    refused = run_cli("build", str(bad), "--store", store, env=env)
+    assert refused.returncode == 1 and ("quantize[1].group_size: invalid value 12 (allowed: a power of two >= 2)"
+                                        in refused.stderr)
 
 
 def test_a_bundle_naming_code_is_refused_not_imported(tiny_teacher, tmp_path):

@@ -78,7 +78,6 @@ def _steps(recipe: Recipe):
 
 
 def _data(b: BuildState, data_dir) -> None:
-
     b.report("data", 0, f"loading data {b.recipe.data.source}")
     with b.procs.main_first():  # the datasets cache is written once
         b.data = load_data(b.recipe.data, base_dir=data_dir)
@@ -161,7 +160,7 @@ def step_fingerprint(b: BuildState, stage: str, cfg, parent: str) -> str:
     when it trains, and the code that makes it (its technique's module and what that imports, the metrics)."""
     technique = techniques.get(cfg.init if stage == "student" else cfg.method, stage)
     trains = stage == "student" or getattr(cfg, "recover", None) is not None
-    parts = [stage, dataclasses.asdict(cfg), b.bundle_fingerprint(parent), b.data.fingerprint]
+    parts = [stage, cfg.to_dict(), b.bundle_fingerprint(parent), b.data.fingerprint]
     if stage != "quantize":
         parts += [b.bundle_fingerprint(b.recipe.teacher.name), b.recipe.seed]
     parts += _augment_key(b) if trains else []

@@ -15,6 +15,7 @@ from pathlib import Path
 from compression.builder.state import BuildState
 from compression.bundle.folder import load_bundle, save_bundle
 from compression.core import registry as techniques
+from compression.core.config import PRUNE_TARGETS
 from compression.core.digest import code_digest, fingerprint
 from compression.core.errors import LabError, failpoint
 from compression.core.hardware import cpu_info
@@ -145,13 +146,12 @@ def student(b: BuildState, cfg) -> None:
         return
     save_bundle(model, tokenizer, b.folders[cfg.name], name=cfg.name, kind="student", labels=b.data.labels,
                 max_length=cfg.max_length, parent=b.recipe.teacher.name, technique=cfg.init, pair=b.data.pair,
-                step={"stage": "student", **dataclasses.asdict(cfg)},
+                step={"stage": "student", **cfg.to_dict()},
                 extra={"data": {"source": b.data.source, "fingerprint": b.data.fingerprint}, **extra})
     b.evaluate_and_finish(cfg.name, timings, b.verify(cfg.name, timings))
 
 
 def attention_refusal(cfg):
-
     return LabError(f"{cfg.name}: attention distillation needs the teacher's tokenizer, and {cfg.model} tokenizes "
                     f"differently; set distill.attention_weight to 0 (hidden states and logits distill across "
                     f"tokenizers that cut texts alike)")
@@ -204,7 +204,6 @@ def cached_states(b: BuildState, cfg, tokenizer):
 
 
 def fp32_source(folder: Path):
-
     source = load_bundle(folder)
     if techniques.is_quantized(source.meta.get("weights", {})):
         raise LabError(f"{source.name} is already quantized; prune or quantize an fp32 variant")
@@ -237,11 +236,11 @@ def prune(b: BuildState, cfg) -> None:
     make_permanent(model)
     if not b.procs.main:
         return
-    sparsity = sparsity_report(model, cfg.targets)
+    sparsity = sparsity_report(model, getattr(cfg.options, "targets", PRUNE_TARGETS))
     b.report(cfg.name, 0.86, f"{cfg.name}: sparsity {sparsity['overall']:.1%} of the selected weights; "
                              f"{sparsity['nonzero_params']:,} of {sparsity['params']:,} parameters non-zero")
     save_bundle(model, tokenizer, b.folders[cfg.name], name=cfg.name, kind="pruned", labels=b.data.labels,
-                max_length=source.max_length, parent=cfg.source, step={"stage": "prune", **dataclasses.asdict(cfg)},
+                max_length=source.max_length, parent=cfg.source, step={"stage": "prune", **cfg.to_dict()},
                 technique=cfg.method, pair=b.data.pair, extra={"pruning": {**details, "sparsity": sparsity},
                                              "data": {"source": b.data.source, "fingerprint": b.data.fingerprint}})
     b.evaluate_and_finish(cfg.name, timings, b.verify(cfg.name, timings))
@@ -254,11 +253,10 @@ def importance_batches(dataset, tokenizer, cfg) -> list:
     from compression.training.distill import Collator
 
     loader = DataLoader(dataset["validation"], batch_size=16, collate_fn=Collator(tokenizer))
-    return [batch for _, batch in zip(range(cfg.importance_batches), loader)]
+    return [batch for _, batch in zip(range(cfg.options.importance_batches), loader)]
 
 
 def quantize(b: BuildState, cfg) -> None:
-
     technique = techniques.get(cfg.method, "quantize")
     b.report(cfg.name, 0, f"{cfg.name}: {cfg.method} of {cfg.source}")
     source = fp32_source(b.folders[cfg.source])
@@ -273,7 +271,7 @@ def quantize(b: BuildState, cfg) -> None:
     timings = {"quantize_seconds": round(time.perf_counter() - t, 2)}
     save_bundle(built.model, source.tokenizer, b.folders[cfg.name], name=cfg.name, kind="quantized",
                 labels=b.data.labels, max_length=source.max_length, parent=cfg.source, technique=cfg.method,
-                step={"stage": "quantize", **dataclasses.asdict(cfg)}, onnx_file=built.onnx_file,
+                step={"stage": "quantize", **cfg.to_dict()}, onnx_file=built.onnx_file,
                 int8_embeddings=built.int8_embeddings, warnings=list(built.warnings), weights_meta=built.weights_meta,
                 pair=b.data.pair,
                 extra={"data": {"source": b.data.source, "fingerprint": b.data.fingerprint}})

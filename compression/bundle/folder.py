@@ -6,6 +6,7 @@ Layout (v1)::
       model.safetensors              plain Hugging Face weights (fp32 / bf16 / fp16): from_pretrained reads it
       weights.safetensors            lab-encoded: int8 + scales, bitmask-sparse, per-layer shapes of pruned models
       model.onnx                     an ONNX graph for ONNX Runtime
+      (the technique's own files)    written by a technique's ``save`` hook, read by its ``restore``
     tokenizer files                  what AutoTokenizer.from_pretrained reads
     bundle.json                      format, name, kind, parent, recipe step, labels, max_length, metrics and the
                                      probe: fixed texts with the logits the model gave when it was saved
@@ -103,7 +104,12 @@ class Bundle:
             if self.runtime is None:
                 from compression.bundle.runtime import trace
 
-                self._run, self.runtime = trace(self.model, self.tokenizer, self.max_length, pair=bool(self.pair))
+                name = techniques.bundle_technique(self.meta.get("weights", {}))
+                if name and not techniques.get(name).traceable:
+                    self._run, self.runtime = None, f"eager ({name} is not traced)"
+                else:
+                    self._run, self.runtime = trace(self.model, self.tokenizer, self.max_length,
+                                                    pair=bool(self.pair))
         return self._run
 
     @property
@@ -220,15 +226,21 @@ def save_bundle(model, tokenizer, folder: str | Path, *, name: str, kind: str, l
     try:
         model.eval()
         tmp.mkdir()
-        weights = {**_write_weights(model, tmp, int8_embeddings, onnx_file), **(weights_meta or {}),
-                   "technique": technique}
+        method = techniques.get(technique) if technique else None
+        if method is not None and method.save is not None:  # the technique stores its own weights
+            model.config.save_pretrained(tmp)
+            written = {"format": "technique", **method.save(model, tmp)}
+        else:
+            written = _write_weights(model, tmp, int8_embeddings, onnx_file)
+        weights = {**written, **(weights_meta or {}), "technique": technique}
         if weights.get("quantized_linears") and technique is None:
             raise ValueError("a model with quantized modules needs technique= (the registered method that "
                              "restores it at load time), e.g. technique='dynamic-int8'")
         tokenizer.save_pretrained(tmp)
         from compression.bundle.shapes import count_parameters
 
-        total, nonzero = count_parameters(model)  # an ONNX bundle holds the same weights as the model it came from
+        # an ONNX bundle holds the same weights as the model it came from
+        total, nonzero = (method.count if method is not None and method.count else count_parameters)(model)
         meta = dict(format=FORMAT, version=VERSION, name=name, kind=kind, parent=parent, step=step or {},
                     params={"total": total, "nonzero": nonzero},
                     labels=list(labels), max_length=int(max_length), metrics=metrics or {}, weights=weights,
@@ -347,11 +359,14 @@ def load_bundle(folder: str | Path) -> Bundle:
     if pickled:
         raise LabError(f"bundle {folder} holds pickle-based weights ({', '.join(pickled)}); only safetensors are loaded")
     fmt = meta.get("weights", {}).get("format", "hf")
-    expected = {"hf": "model.safetensors", "lab": WEIGHTS_FILE, "onnx": "model.onnx"}.get(fmt)
-    if expected is None:
-        raise LabError(f"bundle {folder} has an unknown weights format {fmt!r}")
-    if not (folder / expected).is_file():
-        raise LabError(f"bundle {folder} is broken: {expected} is missing")
+    if fmt == "technique":  # written by a technique's own save hook: its restore knows the files (hashes checked)
+        techniques.get(techniques.bundle_technique(meta["weights"]) or "")
+    else:
+        expected = {"hf": "model.safetensors", "lab": WEIGHTS_FILE, "onnx": "model.onnx"}.get(fmt)
+        if expected is None:
+            raise LabError(f"bundle {folder} has an unknown weights format {fmt!r}")
+        if not (folder / expected).is_file():
+            raise LabError(f"bundle {folder} is broken: {expected} is missing")
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
         runner = _load_runner(folder, meta)

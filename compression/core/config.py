@@ -10,7 +10,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from compression.core import registry as techniques
 from compression.core.typed import _check, from_dict
@@ -180,103 +180,102 @@ class AugmentConfig:
         return {k: v for k, v in out.items() if k not in TRANSFER_FIELDS or v}
 
 
-def check_technique(method: str, stage: str, where: str, cfg) -> None:
-    """The step's method must be a registered technique of that stage; then the technique checks its own fields."""
+OPTIONS_HELP = {"help": "the method's own settings, written beside the step's other keys (e.g. sparsity: 0.5 for "
+                        "magnitude); `python -m compression build --help` lists each method's"}
 
-    allowed = techniques.names(stage)
-    _check(method in allowed, where, method, ", ".join(allowed))
-    validate = techniques.get(method, stage).validate
-    if validate is not None:
-        validate(cfg)
+
+class _Step:
+    """What the three kinds of recipe step share: a registered technique by name, and its own options."""
+
+    OPTIONS_FIELD: ClassVar[str] = "options"  # typed.from_dict gathers the method's own keys here
+    STAGE: ClassVar[str]
+    METHOD_FIELD: ClassVar[str] = "method"
+
+    def _check_technique(self) -> None:
+        """The method must be a registered technique of this stage; its options are parsed by its dataclass;
+        then the technique checks what else of the step it reads."""
+        method = getattr(self, self.METHOD_FIELD)
+        allowed = techniques.names(self.STAGE)
+        _check(method in allowed, self.METHOD_FIELD, method, ", ".join(allowed))
+        technique = techniques.get(method, self.STAGE)
+        common = [f.name for f in dataclasses.fields(self) if f.init and f.name != self.OPTIONS_FIELD]
+        self.options = technique.parse_options(self.options, common)
+        if technique.validate is not None:
+            technique.validate(self)
+
+    def to_dict(self) -> dict:
+        """The step as a recipe writes it: the method's options beside the common keys."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != self.OPTIONS_FIELD}
+        out = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in out.items()}
+        return {**out, **(dataclasses.asdict(self.options) if self.options is not None else {})}
 
 
 @dataclass
-class StudentConfig:
+class StudentConfig(_Step):
     """A student: where its weights start, and how it is distilled from the teacher."""
+
+    STAGE: ClassVar[str] = "student"
+    METHOD_FIELD: ClassVar[str] = "init"
 
     name: str
     init: str = field(default="pretrained", metadata={
-        "help": "a student technique (compression/techniques): pretrained: a small backbone as is; teacher-layers: "
-                "a copy of the teacher keeping some layers (DistilBERT-style); pretrained-layers: a small backbone "
-                "keeping some layers"})
+        "help": "a student technique: pretrained: a small backbone as is; teacher-layers: a copy of the teacher "
+                "keeping some layers (DistilBERT-style); pretrained-layers: a small backbone keeping some layers"})
     model: str | None = field(default=None, metadata={"help": "backbone for pretrained / pretrained-layers"})
     layers: list[int] | None = field(default=None, metadata={
         "help": "0-based layers to keep for *-layers; every other layer when omitted"})
     max_length: int = 128
     distill: DistillConfig = field(default_factory=DistillConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    options: Any = field(default=None, metadata=OPTIONS_HELP)
 
     def __post_init__(self):
         check_name(self.name, "name")
         _check(8 <= self.max_length <= 512, "max_length", self.max_length, "8..512")
-        check_technique(self.init, "student", "init", self)
+        self._check_technique()
 
 
 PRUNE_TARGETS = [r"encoder\.layer\.\d+\..*\.weight$"]
 
 
 @dataclass
-class PruneConfig:
+class PruneConfig(_Step):
     """A pruning step applied to an earlier variant, with an optional recovery fine-tune (distilled from the teacher)."""
+
+    STAGE: ClassVar[str] = "prune"
 
     name: str
     source: str = field(metadata={"help": "the variant to prune: the teacher, a student or an earlier step"})
     method: str = field(default="magnitude", metadata={
-        "help": "a pruning technique (compression/techniques): magnitude or structured"})
-    sparsity: float | None = field(default=None, metadata={
-        "help": "magnitude: fraction of the selected weights set to zero, globally by |w|"})
-    threshold: float | None = field(default=None, metadata={
-        "help": "magnitude: every selected weight with |w| < threshold becomes 0"})
-    targets: list[str] = field(default_factory=lambda: list(PRUNE_TARGETS), metadata={
-        "help": "regexes on parameter names of the Linear weights to prune (default: the encoder's)"})
-    heads: float = field(default=0.0, metadata={"help": "structured: fraction of attention heads removed"})
-    ffn: float = field(default=0.0, metadata={"help": "structured: fraction of FFN neurons removed in each layer"})
-    drop_layers: list[int] | None = field(default=None, metadata={"help": "structured: 0-based layers removed"})
-    importance_batches: int = field(default=8, metadata={"help": "validation batches that rank heads and neurons"})
+        "help": "a pruning technique (magnitude, structured, or a plugin's); its own keys: `build --help`"})
     recover: TrainConfig | None = field(default=None, metadata={
         "help": "recovery fine-tune after pruning (masks stay in force); null skips it"})
     distill: DistillConfig = field(default_factory=DistillConfig)
+    options: Any = field(default=None, metadata=OPTIONS_HELP)
 
     def __post_init__(self):
         check_name(self.name, "name")
         check_name(self.source, "source")
-        check_technique(self.method, "prune", "method", self)
-        _check(self.importance_batches >= 1, "importance_batches", self.importance_batches, "an integer >= 1")
-        for i, pattern in enumerate(self.targets):
-            try:
-                re.compile(pattern)
-            except re.error as err:
-                raise ValueError(f"targets[{i}]: invalid value {pattern!r} (allowed: a regular expression; {err})")
+        self._check_technique()
 
 
 @dataclass
-class QuantizeConfig:
+class QuantizeConfig(_Step):
     """A quantization step applied to an earlier (fp32) variant."""
+
+    STAGE: ClassVar[str] = "quantize"
 
     name: str
     source: str = field(metadata={"help": "the fp32 variant to quantize"})
     method: str = field(default="dynamic-int8", metadata={
-        "help": "a quantization technique (compression/techniques): dynamic-int8 (torch, fastest on CPU), bf16, "
-                "fp16 (slow on CPU: measured, not advised), onnx-fp32 / onnx-int8 (ONNX Runtime)"})
-    int8_embeddings: bool = field(default=True, metadata={
-        "help": "dynamic-int8: store the word embeddings as int8 too (torch keeps them fp32)"})
-    activation_bits: Literal["auto", 8, 7] = field(default="auto", metadata={
-        "help": "dynamic-int8: bits of the activations. 8 is more accurate (models with outlier channels, like "
-                "MPNet, lose points at 7) and safe where the CPU has VNNI/AMX; 7 is torch's reduce_range, safe on "
-                "any CPU; auto: 8 with VNNI/AMX, else 7. An 8-bit bundle loaded on a CPU without VNNI/AMX runs "
-                "with 7 and says so"})
-    int8_tolerance: float | None = field(default=None, metadata={
-        "help": "dynamic-int8: largest drop in validation accuracy against the fp32 source (e.g. 0.005). The "
-                "Linear layers whose int8 hurts most (ranked by logit KL on validation texts) are kept fp32, one at "
-                "a time, until the drop is within it or max_fp32_layers is reached; null quantizes every Linear"})
-    max_fp32_layers: int = field(default=4, metadata={
-        "help": "dynamic-int8 with int8_tolerance: at most this many Linear layers kept fp32 (each runs at fp32 "
-                "speed; the bundle lists them)"})
+        "help": "a quantization technique (dynamic-int8, onnx-int8, bf16, fp16, onnx-fp32, or a plugin's); its own "
+                "keys: `build --help`"})
+    options: Any = field(default=None, metadata=OPTIONS_HELP)
 
     def __post_init__(self):
         check_name(self.name, "name")
         check_name(self.source, "source")
-        check_technique(self.method, "quantize", "method", self)
+        self._check_technique()
 
 
 @dataclass
@@ -331,7 +330,11 @@ class Recipe:
         _check(bad is None, "quantize.source", bad and bad.source, "an fp32 variant (not an already quantized one)")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The recipe as plain data, steps written as a recipe file writes them (options beside the common keys)."""
+        out = dataclasses.asdict(self)
+        for section in ("students", "prune", "quantize"):
+            out[section] = [step.to_dict() for step in getattr(self, section)]
+        return out
 
 
 # ---------------------------------------------------------------- strict loading

@@ -13,14 +13,18 @@ Technique modules import torch and friends inside their functions: loading the r
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import json
 import os
+import textwrap
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
 
 from compression.core.errors import LabError
+from compression.core.typed import from_dict
 
 Stage = Literal["student", "prune", "quantize"]
 STAGES = ("student", "prune", "quantize")
@@ -74,11 +78,23 @@ class Technique:
       ``needs_validation``, also ``validation=`` a :class:`Validation` (keyword only: the 4-argument form stays the
       contract of every other method)
 
-    ``restore(folder, weights_meta, skeleton) -> runner`` rebuilds a bundle's model at load time; ``skeleton()``
-    makes the fp32 model its config and recorded shapes describe. None: the generic loader (plain Hugging Face
-    weights, or the lab's encoded ones) is enough. ``tolerance``: how far reloaded probe logits may drift (None:
-    by dtype). ``advise(flags) -> (verdict, reason)``: what the CPU's instruction sets say before anything is
-    measured.
+    ``options``: the method's own settings as a dataclass (defaults, ``metadata={"help": ...}``, checks in
+    ``__post_init__`` raising ``ValueError`` that names the field). A recipe writes them beside the step's common
+    keys (``{name: q, source: teacher, method: dynamic-int8, activation_bits: 8}``); the step's ``options`` holds
+    them, typed; ``build --help`` and the dashboard's Lab list them from here.
+
+    What the method changes elsewhere, each None for the generic behaviour:
+
+    - ``save(model, folder) -> weights record``: write the weights into the bundle folder (safetensors; the
+      config is written for it) and say how they are stored; None: plain Hugging Face safetensors, or the lab's
+      codecs (int8 Linear and embeddings, bitmask sparsity, shrunk shapes), or an ONNX graph;
+    - ``restore(folder, weights_meta, skeleton) -> runner`` rebuilds a bundle's model at load time; ``skeleton()``
+      makes the fp32 model its config and recorded shapes describe. None: the generic loader is enough;
+    - ``count(model) -> (total, non-zero)`` parameters, for weights kept outside ``parameters()``;
+    - ``traceable``: whether the TorchScript runtime may trace its models (False: they run eager).
+
+    ``tolerance``: how far reloaded probe logits may drift (None: by dtype). ``advise(flags) -> (verdict,
+    reason)``: what the CPU's instruction sets say before anything is measured.
     """
 
     name: str
@@ -96,6 +112,10 @@ class Technique:
     # variant's fingerprint, so a build elsewhere does not reuse a bundle made differently.
     machine_key: Callable[[Any], Any] | None = None
     quantized: bool = field(default=False)  # its bundles are not fp32: never a source for prune/quantize
+    options: type | None = None  # its own settings (a dataclass), written beside the step's common keys
+    save: Callable[[Any, Path], dict] | None = None
+    count: Callable[[Any], tuple[int, int]] | None = None
+    traceable: bool = True
 
     @property
     def module(self) -> str:
@@ -105,6 +125,40 @@ class Technique:
     def __post_init__(self):
         if self.stage not in STAGES:
             raise ValueError(f"technique {self.name!r}: invalid stage {self.stage!r} (allowed: {', '.join(STAGES)})")
+        if self.save is not None and self.restore is None:
+            raise ValueError(f"technique {self.name!r}: a technique that saves its own weights must restore them "
+                             f"(restore=...)")
+        if self.options is not None and not dataclasses.is_dataclass(self.options):
+            raise ValueError(f"technique {self.name!r}: options must be a dataclass, not {self.options!r}")
+
+    def option_fields(self) -> list[dataclasses.Field]:
+        return [f for f in dataclasses.fields(self.options) if f.init] if self.options is not None else []
+
+    def parse_options(self, given: Any, common: list[str]):
+        """The step's own settings as this method's options dataclass, from a mapping (a recipe's extra keys), an
+        instance, or None (the defaults). ``common``: the step's other keys, for the error that names them."""
+        if self.options is not None and isinstance(given, self.options):
+            return given
+        given = dict(given or {})
+        own = [f.name for f in self.option_fields()]
+        unknown = [k for k in given if k not in own]
+        if unknown:
+            mine = f"; {self.name}'s own: {', '.join(own)}" if own else f"; {self.name} has no options of its own"
+            raise ValueError(f"unknown key {unknown[0]!r} (allowed: {', '.join(common)}{mine})")
+        return from_dict(self.options, given) if self.options is not None else None
+
+    def describe(self) -> list[str]:
+        """Lines for ``--help``: the method, its label, and each option with its default and help."""
+        lines = [f"  {self.name}: {self.label}"]
+        for f in self.option_fields():
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+                value = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                default = f"default {value if isinstance(value, str) else json.dumps(value)}"
+            else:
+                default = "required"
+            text = f"{f.name} ({default}): {f.metadata.get('help', '')}".rstrip(": ")
+            lines.append(textwrap.fill(text, width=110, initial_indent="      ", subsequent_indent="        "))
+        return lines
 
 
 REGISTRY: dict[str, Technique] = {}
@@ -185,5 +239,10 @@ def is_quantized(weights: dict) -> bool:
     return bool(name) and get(name).quantized
 
 
-__all__ = ["Built", "Validation", "LabChoice", "Technique", "REGISTRY", "register", "load", "names", "get", "label",
+def help_text(stage: Stage) -> str:
+    """Every technique of ``stage`` with its options, as ``--help`` lists them."""
+    return "\n".join(line for t in load().values() if t.stage == stage for line in t.describe())
+
+
+__all__ = ["help_text", "Built", "Validation", "LabChoice", "Technique", "REGISTRY", "register", "load", "names", "get", "label",
            "bundle_technique", "is_quantized", "PAYS", "NO", "MAYBE"]

@@ -65,7 +65,17 @@ def from_dict(cls, data: Any, where: str = "recipe"):
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = [k for k in data if k not in fields]
-    if unknown:
+    open_field = getattr(cls, "OPTIONS_FIELD", None)  # a step whose method brings keys of its own
+    if unknown and open_field:
+        nested = data.get(open_field) or {}
+        if not isinstance(nested, dict):
+            raise ValueError(f"{where}.{open_field}: expected a mapping of keys to values")
+        twice = next((k for k in unknown if k in nested), None)
+        if twice is not None:
+            raise ValueError(f"{where}: key {twice!r} given twice (beside the step and in {open_field})")
+        data = {**{k: v for k, v in data.items() if k not in unknown},
+                open_field: {**nested, **{k: data[k] for k in unknown}}}
+    elif unknown:
         raise ValueError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(fields)})")
     missing = [n for n, f in fields.items() if n not in data and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]
@@ -76,4 +86,5 @@ def from_dict(cls, data: Any, where: str = "recipe"):
     try:
         return cls(**kwargs)
     except ValueError as err:  # __post_init__ names the field; we add where it sits in the recipe
-        raise ValueError(f"{prefix}{err}") from None
+        whole = str(err).startswith(("unknown key", "missing required key"))  # about the mapping, not a field
+        raise ValueError(f"{where}: {err}" if whole and prefix else f"{prefix}{err}") from None

@@ -16,11 +16,40 @@ without VNNI/AMX runs with 7 bits (8 could saturate there) and says so: a Python
 ``load_warnings``.
 """
 
+from dataclasses import dataclass, field
+from typing import Literal
+
 from compression.bundle.folder import decode_weights
 from compression.core import hardware  # hardware.cpu_info() looked up per call: tests stand in another CPU
-from compression.core.config import _check
 from compression.core.hardware import int8_fast
 from compression.core.registry import MAYBE, PAYS, Built, LabChoice, Technique, register
+from compression.core.typed import _check
+
+
+@dataclass
+class DynamicInt8Options:
+    int8_embeddings: bool = field(default=True, metadata={
+        "help": "store the word embeddings as int8 too (torch keeps them fp32)"})
+    activation_bits: Literal["auto", 8, 7] = field(default="auto", metadata={
+        "help": "bits of the activations. 8 is more accurate (models with outlier channels, like MPNet, lose "
+                "points at 7) and safe where the CPU has VNNI/AMX; 7 is torch's reduce_range, safe on any CPU; "
+                "auto: 8 with VNNI/AMX, else 7. An 8-bit bundle loaded on a CPU without VNNI/AMX runs with 7 and "
+                "says so"})
+    int8_tolerance: float | None = field(default=None, metadata={
+        "help": "largest drop in validation accuracy against the fp32 source (e.g. 0.005). The Linear layers "
+                "whose int8 hurts most (ranked by logit KL on validation texts) are kept fp32, one at a time, "
+                "until the drop is within it or max_fp32_layers is reached; null quantizes every Linear"})
+    max_fp32_layers: int = field(default=4, metadata={
+        "help": "with int8_tolerance: at most this many Linear layers kept fp32 (each runs at fp32 speed; the "
+                "bundle lists them)"})
+
+    def __post_init__(self):
+        _check(self.activation_bits in ("auto", 8, 7) and not isinstance(self.activation_bits, (bool, float)),
+               "activation_bits", self.activation_bits, "auto, 8 or 7")
+        _check(self.int8_tolerance is None or 0 <= self.int8_tolerance < 1, "int8_tolerance", self.int8_tolerance,
+               "a number in [0, 1): the largest validation accuracy drop against fp32, e.g. 0.005; or null")
+        _check(isinstance(self.max_fp32_layers, int) and not isinstance(self.max_fp32_layers, bool)
+               and self.max_fp32_layers >= 0, "max_fp32_layers", self.max_fp32_layers, "an integer >= 0")
 
 FALLBACK_WARNING = ("int8 activations: this bundle was made with 8-bit activations, but this CPU has no VNNI/AMX "
                     "(8-bit int8 products could saturate its 16-bit accumulators), so it runs with 7-bit "
@@ -28,7 +57,6 @@ FALLBACK_WARNING = ("int8 activations: this bundle was made with 8-bit activatio
 
 
 def _flags() -> dict:
-
     return hardware.cpu_info()["flags"]
 
 
@@ -51,31 +79,31 @@ def apply(model, tokenizer, cfg, work_dir, *, validation=None) -> Built:
     from compression.bundle.qlinear import linear_names, quantize_linears, tune_fp32_layers
     from compression.bundle.weights import round_embeddings_int8
 
-    bits, warnings = activation_bits(cfg.activation_bits)
+    bits, warnings = activation_bits(cfg.options.activation_bits)
     work = copy.deepcopy(model).float().eval()
-    if cfg.int8_embeddings:  # the in-memory model must predict what its int8-embedding bundle will after reload
+    if cfg.options.int8_embeddings:  # the in-memory model must predict what its int8-embedding bundle will after reload
         round_embeddings_int8(work)
     total = len(linear_names(work))
     tuning, kept = None, []
-    if cfg.int8_tolerance is None:
+    if cfg.options.int8_tolerance is None:
         quantized = quantize_linears(work, bits, inplace=True)
     else:
         if validation is None:
             raise ValueError(f"{cfg.name}: int8_tolerance needs the validation split (validation=)")
         quantized, kept, tuning = tune_fp32_layers(
             model, work, tokenizer, validation.texts, validation.labels, validation.max_length,
-            activation_bits=bits, tolerance=cfg.int8_tolerance, max_fp32_layers=cfg.max_fp32_layers,
+            activation_bits=bits, tolerance=cfg.options.int8_tolerance, max_fp32_layers=cfg.options.max_fp32_layers,
             progress=validation.progress)
         if kept:
             warnings.append(f"{len(kept)} of {total} Linear layers kept fp32 for accuracy (they run at fp32 "
                             f"speed): {', '.join(kept)}")
         if not tuning["within_tolerance"]:
             warnings.append(f"int8 validation accuracy {tuning['accuracy']:.4f} is {tuning['drop']:.4f} below fp32 "
-                            f"({tuning['fp32_accuracy']:.4f}), more than int8_tolerance {cfg.int8_tolerance} with "
-                            f"{len(kept)} fp32 layer(s) (max_fp32_layers {cfg.max_fp32_layers})")
+                            f"({tuning['fp32_accuracy']:.4f}), more than int8_tolerance {cfg.options.int8_tolerance} with "
+                            f"{len(kept)} fp32 layer(s) (max_fp32_layers {cfg.options.max_fp32_layers})")
     meta = {"activation_bits": bits, "fp32_layers": kept, "int8_layers": total - len(kept), "linear_layers": total,
             "int8_tuning": tuning}
-    return Built(quantized, int8_embeddings=cfg.int8_embeddings, warnings=tuple(warnings), weights_meta=meta)
+    return Built(quantized, int8_embeddings=cfg.options.int8_embeddings, warnings=tuple(warnings), weights_meta=meta)
 
 
 def restore(folder, weights: dict, skeleton):
@@ -96,18 +124,7 @@ def restore(folder, weights: dict, skeleton):
     return model
 
 
-def validate(cfg) -> None:
-
-    _check(cfg.activation_bits in ("auto", 8, 7) and not isinstance(cfg.activation_bits, (bool, float)),
-           "activation_bits", cfg.activation_bits, "auto, 8 or 7")
-    _check(cfg.int8_tolerance is None or 0 <= cfg.int8_tolerance < 1, "int8_tolerance", cfg.int8_tolerance,
-           "a number in [0, 1): the largest validation accuracy drop against fp32, e.g. 0.005; or null")
-    _check(isinstance(cfg.max_fp32_layers, int) and not isinstance(cfg.max_fp32_layers, bool)
-           and cfg.max_fp32_layers >= 0, "max_fp32_layers", cfg.max_fp32_layers, "an integer >= 0")
-
-
 def advise(flags: dict) -> tuple[str, str]:
-
     if int8_fast(flags):
         return PAYS, "VNNI/AMX int8 instructions present (8-bit activations: the accurate int8)"
     return MAYBE, "no VNNI/AMX: int8 matmuls run without their fast path, with 7-bit activations"
@@ -115,6 +132,7 @@ def advise(flags: dict) -> tuple[str, str]:
 
 TECHNIQUE = register(Technique(
     "dynamic-int8", "quantize", "int8 (torch dynamic)", apply, restore=restore, tolerance=1e-3, advise=advise,
-    validate=validate, needs_validation=True, quantized=True,
-    machine_key=lambda cfg: {"activation_bits": activation_bits(cfg.activation_bits)[0]}, lab=LabChoice("dynamic int8", lambda base, teacher: {
+    options=DynamicInt8Options, needs_validation=True, quantized=True,
+    machine_key=lambda cfg: {"activation_bits": activation_bits(cfg.options.activation_bits)[0]},
+    lab=LabChoice("dynamic int8", lambda base, teacher: {
         "name": f"{base}-int8", "source": base, "method": "dynamic-int8"})))

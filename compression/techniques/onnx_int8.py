@@ -15,7 +15,6 @@ def apply(model, tokenizer, cfg, work_dir) -> Built:
 
 
 def advise(flags: dict) -> tuple[str, str]:
-
     if int8_fast(flags):
         return PAYS, "VNNI/AMX int8 instructions present"
     return MAYBE, "no VNNI/AMX: int8 matmuls run without their fast path"

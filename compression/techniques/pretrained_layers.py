@@ -1,8 +1,8 @@
 """Student ``init: pretrained-layers``: a small pretrained backbone keeping some of its layers (``layers``, else
 every other one), distilled like a pretrained student."""
 
-from compression.core.config import _check
 from compression.core.registry import LabChoice, Technique, register
+from compression.core.typed import _check
 from compression.data.sources import load_tokenizer_and_model
 
 
@@ -14,7 +14,6 @@ def apply(cfg, teacher_folder, labels):
 
 
 def validate(cfg) -> None:
-
     _check(cfg.model is not None, "model", cfg.model, "a model reference")
     _check(cfg.layers is None or (len(cfg.layers) >= 1 and len(set(cfg.layers)) == len(cfg.layers)
                                   and min(cfg.layers) >= 0), "layers", cfg.layers, "distinct layer numbers >= 0")

@@ -1,8 +1,8 @@
 """Student ``init: teacher-layers`` (DistilBERT-style): a copy of the fine-tuned teacher keeping some of its layers
 (``layers``, else every other one). It shares the teacher's tokenizer, so intermediate layers can be matched."""
 
-from compression.core.config import _check
 from compression.core.registry import LabChoice, Technique, register
+from compression.core.typed import _check
 
 
 def apply(cfg, teacher_folder, labels):
@@ -17,7 +17,6 @@ def apply(cfg, teacher_folder, labels):
 
 
 def validate(cfg) -> None:
-
     _check(cfg.model is None, "model", cfg.model, "null (teacher-layers copies the teacher)")
     _check(cfg.layers is None or (len(cfg.layers) >= 1 and len(set(cfg.layers)) == len(cfg.layers)
                                   and min(cfg.layers) >= 0), "layers", cfg.layers, "distinct layer numbers >= 0")

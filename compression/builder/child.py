@@ -108,7 +108,6 @@ def store_is_empty(store_dir: str | Path) -> bool:
 
 
 def _main(argv: list[str]) -> int:
-
     def emit(**item) -> None:
         print(json.dumps(item, ensure_ascii=False), flush=True)
 

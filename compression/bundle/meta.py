@@ -43,7 +43,6 @@ def read_meta(folder: str | Path) -> dict:
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
-
     write_json_atomic(path, data, indent=2, sort_keys=True, ensure_ascii=False)
 
 

@@ -65,7 +65,6 @@ def check_bits(bits) -> int:
 def default_bits(flags: dict | None = None) -> int:
     """8 where the CPU has VNNI/AMX, else 7."""
     if flags is None:
-
         flags = hardware.cpu_info()["flags"]
     return 8 if int8_fast(flags) else 7
 

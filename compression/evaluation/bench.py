@@ -91,7 +91,6 @@ def memory_mb(folder: str | Path, texts: list[str], timeout: float = 600) -> tup
 
 
 def _length_stats(tokenizer, texts: list) -> dict:
-
     lengths = np.array([len(ids) for ids in encode(tokenizer, texts, truncation=True, max_length=512)["input_ids"]])
     return {"mean": round(float(lengths.mean()), 1), "p50": int(np.percentile(lengths, 50)),
             "p95": int(np.percentile(lengths, 95)), "max": int(lengths.max()), "tokenizer_of": "the first bundle"}

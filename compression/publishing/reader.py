@@ -51,7 +51,6 @@ def open_published(ref: str, cache: Path | None = None) -> "PublishedRun":
     cache, checked member by member) or ``hub:USER/NAME`` (downloaded into the cache: data, docs and safetensors /
     ONNX weights only). ``cache`` defaults to ``sources.cache_dir() / "published"``."""
     if cache is None:
-
         cache = cache_dir() / "published"
     ref = str(ref).strip()
     if ref.startswith(HUB_PREFIX):
@@ -230,7 +229,6 @@ class PublishedRun:
         return manifest
 
     def _check_top_file(self, name: str) -> None:
-
         path = self.root / name
         if name in self.files and path.is_file():
             st = path.stat()
@@ -320,5 +318,4 @@ def _texts(items, pairs: bool) -> list[Text]:
 
 
 def _safe_name(name) -> bool:
-
     return isinstance(name, str) and bool(NAME.match(name)) and name not in (".", "..")

@@ -195,7 +195,6 @@ def _write_json(path: Path, data) -> None:
 
 
 def _hash_tree(root: Path) -> dict[str, str]:
-
     out = {}
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
@@ -232,7 +231,6 @@ def _examples(recipe: dict, teacher_bundle: Path) -> dict:
     source = (recipe.get("data") or {}).get("source")
     meta = read_meta(teacher_bundle)
     try:
-
         data = load_data(DataConfig(**recipe["data"]))
         texts = [t for t in texts_of(data.splits["test"]) if all(part.strip() for part in _parts(t))]
         pair = data.pair or _pair_of(meta)

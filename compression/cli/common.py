@@ -21,7 +21,6 @@ def open_store(path: str | None, readonly: bool = False):
 
 
 def open_published(ref: str):
-
     return open_ref(ref)
 
 

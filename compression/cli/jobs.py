@@ -125,7 +125,6 @@ def cmd_export(args) -> int:
 
 
 def cmd_publish(args) -> int:
-
     names = [n.strip() for n in args.variants.split(",") if n.strip()] if args.variants else None
     if args.variants is not None and not names:
         raise LabError("--variants takes variant names separated by commas, like teacher,minilm-l6")
@@ -148,6 +147,8 @@ def cmd_loadtest(args) -> int:
     if args.json:
         print(json.dumps(result))
     else:
+        settings = result["settings"]
+        print(f"sent {settings['inputs']} from {settings['texts']} to {settings['endpoint']}")
         _print_levels(result["levels"], args.timeout)
     failed = any(r["errors"] or r["not_run"] for r in result["levels"])
     return 1 if failed else 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from compression.cli.common import MAX_PREDICT_FILE_BYTES
+from compression.core import registry as techniques
+from compression.core.errors import LabError
 
 EPILOG = """examples:
   python -m compression sources
@@ -33,13 +35,35 @@ def _source_args(p: argparse.ArgumentParser) -> None:
                                                           "its folder, a .zip of it, or hub:USER/NAME (read-only)")
 
 
+class CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser. ``intermixed=True``: its positionals and options come in any order, as users type
+    them (``predict teacher --published RUN "a text"`` as well as ``predict teacher "a text" --published RUN``);
+    plain argparse stops filling a list positional (``TEXT...``) at the first option and refuses what follows."""
+
+    def __init__(self, *args, intermixed: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.intermixed = intermixed
+        self._parsing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        # The subcommand action calls this; parse_known_intermixed_args calls it again (Python 3.11-3.12) for
+        # its two passes, which must be plain ones.
+        if not self.intermixed or self._parsing:
+            return super().parse_known_args(args, namespace)
+        self._parsing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._parsing = False
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m compression", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="BERT Compression Lab: distill, prune and quantize BERT-family text classifiers, "
                     "and measure what each variant costs and keeps.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
     for add in (_add_sources, _add_build, _add_list, _add_predict, _add_bench, _add_advise, _add_evaluate,
                 _add_export, _add_publish, _add_verify, _add_loadtest):
         add(sub)
@@ -53,11 +77,24 @@ def _add_sources(sub) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
+def _techniques_epilog() -> str:
+    """Every registered technique (plugins too) with its own recipe keys, from the registry."""
+    try:
+        sections = [f"{stage} methods ({where}):\n" + techniques.help_text(stage) for stage, where in (
+            ("student", "students[].init"), ("prune", "prune[].method"), ("quantize", "quantize[].method"))]
+    except LabError as err:
+        return f"techniques: {err}"
+    return "\n\n".join(sections) + ("\n\nA method's own keys sit beside the step's other keys, e.g.\n"
+                                     "  quantize:\n    - {name: q, source: teacher, method: dynamic-int8, "
+                                     "activation_bits: 8}")
+
+
 def _add_build(sub) -> None:
     p = sub.add_parser("build", help="run a recipe and record its variants in the store",
                        description="Run a recipe (YAML): load data and teacher, make the variants, save each as a "
                                    "bundle, reload it in a fresh process, evaluate it on the test split and record "
-                                   "it in the run store. One build per store at a time.")
+                                   "it in the run store. One build per store at a time.",
+                       epilog=_techniques_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("recipe", help="recipe file, e.g. recipes/quick.yaml")
     _store_arg(p)
     p.add_argument("--data-dir", metavar="DIR", help="folder that relative data paths in the recipe are resolved "
@@ -134,13 +171,13 @@ Single texts for a pair variant, or pairs for a single-text variant, are refused
 
 
 def _add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="label and confidence for each text (or pair of texts)",
+    p = sub.add_parser("predict", help="label and confidence for each text (or pair of texts)", intermixed=True,
                        epilog=PREDICT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Classify texts with a variant: its name in the store (or in the published run "
                                    "given by --published), or a bundle folder. A pair variant (sentence-pair task) "
                                    "reads pairs of texts instead: --pair, or a --file with two text columns.")
     p.add_argument("variant", help="variant name (see `list`) or path to a bundle folder")
-    p.add_argument("texts", nargs="*", metavar="TEXT", help="one or more texts (single-text variants)")
+    p.add_argument("texts", nargs="*", default=[], metavar="TEXT", help="one or more texts (single-text variants)")
     p.add_argument("--pair", nargs=2, action="append", metavar=("FIRST", "SECOND"),
                    help="a pair of texts for a pair variant, e.g. --pair \"He left.\" \"He went away.\"; repeat it "
                         "for more pairs")
@@ -152,7 +189,8 @@ def _add_predict(sub) -> None:
 
 
 def _add_bench(sub) -> None:
-    p = sub.add_parser("bench", help="measure latency, throughput, memory and size of bundles, interleaved",
+    p = sub.add_parser("bench", intermixed=True,
+                       help="measure latency, throughput, memory and size of bundles, interleaved",
                        description="Benchmark several variants in ONE interleaved run on real test sentences "
                                    "(text pairs for a pair task): batch-1 latency p50/p95, throughput, peak memory, "
                                    "size, parameters, load time, with ratios against the first (put the teacher "
@@ -172,7 +210,8 @@ def _add_bench(sub) -> None:
 
 
 def _add_evaluate(sub) -> None:
-    p = sub.add_parser("evaluate", help="accuracy of variants on any labelled data (e.g. a held-out set)",
+    p = sub.add_parser("evaluate", intermixed=True,
+                       help="accuracy of variants on any labelled data (e.g. a held-out set)",
                        description="Score variants on a labelled split of any data reference: accuracy with a "
                                    "bootstrap 95 % CI, macro-F1 (two labels: also the F1 of the second, 'F1 pos.') and "
                                    "agreement with the first variant named (name the teacher first). Pair data "

@@ -21,7 +21,6 @@ from compression.evaluation.results import current_variants, variant_row
 
 
 def cmd_sources(args) -> int:
-
     rows = embedded_status()
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -67,14 +66,22 @@ def cmd_list(args) -> int:
               f"{ci:>11} {fmt(r['f1'], '.3f'):>6} {fmt(r['agreement'], '.3f'):>6} {fmt(r['ece'], '.3f'):>6} "
               f"{fmt(r['size_mb'], '.1f'):>7} {fmt(nz, '.2f', 1e-6):>9} {fmt(r['latency_p50_ms'], '.1f'):>7} "
               f"{fmt(r['latency_p95_ms'], '.1f'):>7} {fmt(r['throughput'], '.0f'):>8}")
-    broken = [r for r in rows if r["status"] != "ok"]
-    for r in broken:
-        print(f"BROKEN {r['name']}: {r['status'][len('broken: '):]} (rebuild it: run the recipe again)")
+    for r in rows:
+        if r["status"] != "ok":
+            print(f"BROKEN {r['name']}: {r['status'][len('broken: '):]} ({_broken_advice(args)})")
     return 0
 
 
-def cmd_predict(args) -> int:
+def _broken_advice(args) -> str:
+    """What the reader of ``list`` can do about a broken variant: a store's owner rebuilds it; a published run's
+    visitor cannot rebuild someone else's run, so they fetch it again or ask its publisher."""
+    if args.published:
+        return ("skipped: not served or run; download or copy the published run again, or ask its publisher to "
+                "publish it again")
+    return "rebuild it: run the recipe again"
 
+
+def cmd_predict(args) -> int:
     if not (args.texts or args.pair or args.file):
         raise LabError("nothing to classify: give one or more TEXT arguments, --pair FIRST SECOND or --file PATH")
     folder = bundle_folder(args.variant, args.store, published(args))
@@ -136,7 +143,6 @@ def _shown(text, limit: int = 200) -> str:
 
 
 def cmd_evaluate(args) -> int:
-
     run = published(args)
     folders = [bundle_folder(v, args.store, run) for v in args.bundles]  # bad names fail before any load
     data = load_data(DataConfig(source=args.data))
@@ -211,7 +217,6 @@ def _print_scores(rows: list[dict], data: str, split: str, count: int, kind: str
 
 
 def cmd_advise(args) -> int:
-
     with open_store(args.store, readonly=True) as store:
         rows = [variant_row(v) for v in current_variants(store)]
     info = cpu_info()
@@ -227,7 +232,6 @@ def cmd_advise(args) -> int:
 
 
 def cmd_verify(args) -> int:
-
     result = check_probe(load_bundle(args.bundle))
     print(json.dumps(result) if args.json else
           f"{'ok' if result['ok'] else 'MISMATCH'}: argmax equal {result['argmax_equal']}, "

@@ -65,10 +65,11 @@ def create_app(store_dir: str | None = None, published: str | None = None,
         refresh_button = gr.Button("Refresh results", size="sm")
         views_out = [status, *results, report["pick"]]
 
-        boxes = [predict["text"], predict["second"], batch["text"], batch["upload"]]
+        # what cb.inputs sets for the run shown now (the store may become a pair store while the app runs)
+        boxes = [predict["text"], predict["second"], batch["text"], batch["upload"], *predict["examples"]]
         demo.load(partial(cb.refresh, ctx), None, views_out, api_visibility="private")
         demo.load(partial(cb.inputs, ctx), None, boxes, api_visibility="private")
-        gr.Timer(2.0).tick(partial(cb.banner, ctx), seen, [build_banner, seen, *views_out],
+        gr.Timer(2.0).tick(partial(cb.banner, ctx), seen, [build_banner, seen, *views_out, *boxes],
                            api_visibility="private", show_progress="hidden")
         refresh_button.click(partial(cb.refresh, ctx), None, views_out, api_name="refresh").then(
             partial(cb.inputs, ctx), None, boxes, api_visibility="private")
@@ -78,6 +79,17 @@ def create_app(store_dir: str | None = None, published: str | None = None,
                              concurrency_limit=2)
         for box in asked:
             box.submit(answer, asked, shown, api_visibility="private", concurrency_id="predict")
+        single_examples, pair_examples = predict["examples"]
+        single_examples.click(cb.pick_example, single_examples, predict["text"], api_visibility="private",
+                              queue=False, show_progress="hidden")
+        pair_examples.click(cb.pick_pair, pair_examples, asked, api_visibility="private", queue=False,
+                            show_progress="hidden")
+
+        def examples() -> dict:
+            """The Playground's examples now: {"pair": its two input names or null, "examples": texts or pairs}."""
+            return cb.playground_examples(ctx)
+
+        gr.api(examples, api_name="examples", queue=False)  # the load test sends what the run classifies
         batch["run"].click(partial(cb.batch_check, ctx), [batch["text"], batch["upload"], session],
                            [batch["table"], batch["summary"], batch["csv"], session], api_name="batch",
                            concurrency_limit=1)
@@ -101,14 +113,18 @@ def _playground(ctx: AppContext, hints: dict) -> dict:
             second = gr.Textbox(value="", label=hints["second"], placeholder=hints["second_hint"], lines=2,
                                 visible=hints["pair"])
         run = gr.Button("Classify with every variant", variant="primary")
-        examples = ctx.source.examples(ctx.pair())
-        if examples and hints["pair"]:
-            gr.Examples([list(e) for e in examples if isinstance(e, tuple)], inputs=[text, second])
-        elif examples:
-            gr.Examples(examples, inputs=text)
+        # Two example lists, single texts and pairs: only the run's kind shows, and cb.inputs refills both when
+        # the run shown changes kind (a click fills the boxes' values only, never their labels).
+        pair = ctx.pair()
+        singles, pairs = views.example_samples(ctx.source.examples(pair), pair)
+        single_examples = gr.Dataset(components=["textbox"], samples=singles, label="Examples",
+                                     visible=bool(singles))
+        pair_examples = gr.Dataset(components=["textbox", "textbox"], samples=pairs, label="Examples",
+                                   headers=[hints["first"], hints["second"]], visible=bool(pairs))
         out = gr.HTML()
         note = gr.Markdown()
-    return {"text": text, "second": second, "run": run, "out": out, "note": note}
+    return {"text": text, "second": second, "run": run, "out": out, "note": note,
+            "examples": [single_examples, pair_examples]}
 
 
 def _batch_tab(hints: dict) -> dict:
@@ -140,7 +156,6 @@ def _results_tabs() -> list:
 
 
 def _recommend_tab() -> dict:
-
     with gr.Tab("Recommend"):
         gr.Markdown("Pick a deployment scenario, or give your own limits (leave a box at 0 to ignore it).")
         scenario = gr.Radio(["your limits"] + [s.title for s in SCENARIOS], value="your limits", label="Scenario")
@@ -175,6 +190,8 @@ def _lab_tab(ctx: AppContext) -> dict:
                                             label="Students")
                 techniques = gr.CheckboxGroup(views.technique_choices(), value=views.technique_choices()[:1],
                                               label="Techniques (on the first student)")
+            with gr.Accordion("Methods and their settings (for a recipe of your own)", open=False):
+                gr.Markdown(views.technique_settings())
             run = gr.Button("Run build", variant="primary")
             log = gr.Textbox(label="Live log", lines=12, max_lines=20, interactive=False, autoscroll=True)
     return {"run": run, "log": log, "inputs": [recipe, teacher, data, samples, students, techniques]}

@@ -25,6 +25,7 @@ from compression.presentation import figures, tables
 from compression.presentation.report import html_report, leaderboard_csv
 
 CUSTOM = "custom (below)"
+INPUTS = 6  # what `inputs` updates: two Playground boxes, two Batch check inputs, two example lists
 
 
 def shown_rows(ctx: AppContext) -> tuple[list[dict], str]:
@@ -63,18 +64,31 @@ def _no_variants(ctx: AppContext) -> gr.Error:
 def predict(ctx: AppContext, text: str, second: str | None = None):
     """Every variant's answer, streamed row by row (teacher first) as each one answers. ``second``: the pair's
     second text when the run classifies pairs (left empty otherwise)."""
-    text = _clean(text)
-    if not text:
-        raise gr.Error("Type a sentence first.")
+    text, second = _clean(text), _clean(second)
     rows = views.teacher_first([r for r in ctx.source.rows() if r.get("bundle")])
+    pair = pair_of(rows)
+    if not (text or (pair and second)):  # one box of a pair filled: _playground_input says which is missing
+        raise nothing_to_classify(pair)
     if not rows:
         raise _no_variants(ctx)
-    item, notes = _playground_input(text, _clean(second), pair_of(rows))
+    item, notes = _playground_input(text, second, pair)
     ctx.warm(rows)
     results = []
     for i, row in enumerate(rows):
         results.append(_answer(ctx, row, item, notes))
         yield views.predictions_html(results, rows, pending=len(rows) - i - 1), " ".join(notes)
+
+
+def nothing_to_classify(pair: tuple[str, str] | None) -> gr.Error:
+    """The Playground's answer to an empty box: what to do, in words; the toast stays until closed, so the
+    outputs' "Error" badge is never left on the page without them."""
+    if pair:
+        first, second = views.readable(pair[0]), views.readable(pair[1])
+        message = (f"Type a sentence first in both boxes: this run classifies pairs of texts, so fill in {first} "
+                   f"and {second} (or pick an example pair), then classify.")
+    else:
+        message = "Type a sentence first: the Text box is empty. Type a text to classify (or pick an example)."
+    return gr.Error(message, duration=None)
 
 
 def _clean(text: str | None) -> str:
@@ -83,7 +97,7 @@ def _clean(text: str | None) -> str:
 
 def _playground_input(text: str, second: str, pair: tuple[str, str] | None) -> tuple[Text, list[str]]:
     """What the variants read (a text, or a pair for a pair task), clipped; the notes say what was clipped."""
-    if pair and not second:
+    if pair and not (text and second):
         first_label, second_label = views.readable(pair[0]), views.readable(pair[1])
         raise gr.Error(f"This run classifies pairs of texts: fill in both {first_label} and {second_label} "
                        f"(reload the page if only one box shows).")
@@ -117,12 +131,41 @@ def _answer(ctx: AppContext, row: dict, text: Text, notes: list[str]) -> dict:
 
 
 def inputs(ctx: AppContext):
-    """The input boxes for the run shown now (one text, or a pair task's two): labels, the second box shown or
-    not, the Batch check's hints. Bound to page load and Refresh, as a store may hold a pair run only later."""
-    hints = views.input_hints(ctx.pair())
+    """The inputs for the run shown now (one text, or a pair task's two): the boxes' labels, the second box shown or
+    not, the Batch check's hints and the Playground's examples (single texts, or pairs from the run's own data).
+    Bound to page load, Refresh, a finished Lab build and a change in the variants (the build banner), as a store
+    may hold a pair run only later (a pair recipe built into it, or a starter run that is a pair task)."""
+    pair = ctx.pair()
+    hints = views.input_hints(pair)
     return (gr.update(label=hints["first"], placeholder=hints["first_hint"]),
             gr.update(label=hints["second"], placeholder=hints["second_hint"], visible=hints["pair"]),
-            gr.update(label=hints["batch"]), gr.update(label=hints["upload"]))
+            gr.update(label=hints["batch"]), gr.update(label=hints["upload"]), *example_updates(ctx, pair))
+
+
+def example_updates(ctx: AppContext, pair: tuple[str, str] | None) -> tuple:
+    """The Playground's two example lists (single texts; pairs) for the run shown now: only its kind is shown."""
+    singles, pairs = views.example_samples(ctx.source.examples(pair), pair)
+    hints = views.input_hints(pair)
+    return (gr.update(samples=singles, visible=bool(singles)),
+            gr.update(samples=pairs, headers=[hints["first"], hints["second"]], visible=bool(pairs)))
+
+
+def pick_example(sample: list | None):
+    """A single-text example clicked: it fills the text box."""
+    return sample[0] if sample else gr.skip()
+
+
+def pick_pair(sample: list | None):
+    """A pair example clicked: it fills both boxes."""
+    return (sample[0], sample[1]) if sample and len(sample) == 2 else (gr.skip(), gr.skip())
+
+
+def playground_examples(ctx: AppContext) -> dict:
+    """What the Playground offers now, for API clients such as the load test: ``pair`` (the two input names, or
+    None for single texts) and ``examples`` (texts, or [first, second] pairs)."""
+    pair = ctx.pair()
+    return {"pair": list(pair) if pair else None,
+            "examples": [list(t) if isinstance(t, tuple) else t for t in ctx.source.examples(pair)]}
 
 
 def session_dir(ctx: AppContext, current: str | None) -> str:
@@ -248,8 +291,8 @@ def banner(ctx: AppContext, seen: int | None):
         elif s.error:
             html = f"<div class='build-banner failed'>The {s.recipe} run failed: {views.html.escape(s.error)}</div>"
     if count == seen:
-        return html, seen, *([gr.skip()] * 9)
-    return html, count, *refresh(ctx)
+        return html, seen, *([gr.skip()] * (9 + INPUTS))
+    return html, count, *refresh(ctx), *inputs(ctx)
 
 
 def report_files(ctx: AppContext, folder: str | None):

@@ -6,6 +6,7 @@ One context per app, not per module: two apps in one process (tests do it) share
 
 from __future__ import annotations
 
+import atexit
 import os
 import tempfile
 import threading
@@ -104,9 +105,9 @@ class StoreSource:
         self.root = Path(root)
         self._cached: tuple[float, list[dict]] = (0.0, [])
         self._lock = threading.Lock()
+        self._examples: tuple[tuple, list] = ((), [])  # ((run, pair), examples): the test split is read once a run
 
     def rows(self) -> list[dict]:
-
         with self._lock:
             stamp, rows = self._cached
             if time.monotonic() - stamp < self.FRESH_S:
@@ -130,7 +131,12 @@ class StoreSource:
         if not pair:
             return views.examples()
         rows = self.rows()
-        return views.pick_examples(_test_texts(self.root, rows) or _probe_texts(rows), pairs=True, shuffle=True)
+        key = (rows[0]["run"] if rows else None, pair)
+        cached_key, cached = self._examples
+        if key != cached_key or not cached:
+            cached = views.pick_examples(_test_texts(self.root, rows) or _probe_texts(rows), pairs=True, shuffle=True)
+            self._examples = (key, cached)
+        return list(cached)
 
 
 class PublishedSource:
@@ -210,6 +216,7 @@ class AppContext:
     build: object | None = None          # the BuildProcess running or last run (the starter or a Lab build)
     build_lock: threading.Lock = field(default_factory=threading.Lock)
     _warming: threading.Thread | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
 
     def pair(self) -> tuple[str, str] | None:
         """The input names of the pair task shown now, or None when it classifies single texts."""
@@ -229,9 +236,18 @@ class AppContext:
         if todo:
             self._warming = threading.Thread(target=self._load_all, args=(todo,), daemon=True, name="warm-models")
             self._warming.start()
+            atexit.register(self.stop_warming)  # a thread inside torch when the interpreter exits aborts it
+
+    def stop_warming(self, timeout: float = 120) -> None:
+        """Stop loading between bundles and wait for the one being loaded."""
+        self._stop.set()
+        if self._warming is not None:
+            self._warming.join(timeout)
 
     def _load_all(self, folders: list[str]) -> None:
         for folder in folders:
+            if self._stop.is_set():
+                return
             try:
                 self.cache.get(folder)
             except (LabError, OSError):
@@ -246,7 +262,6 @@ def make_context(store_dir: str | None = None, published: str | None = None,
 
     root = resolve_store_dir(store_dir)
     if published:
-
         source = PublishedSource(open_published(published, cache=root / "cache" / "published"))
     else:
         source = StoreSource(root)

@@ -65,6 +65,14 @@ def pick_examples(items, pairs: bool, shuffle: bool = False) -> list[Text]:
     return short[:EXAMPLES_SHOWN]
 
 
+def example_samples(examples: list, pair: tuple[str, str] | None) -> tuple[list[list[str]], list[list[str]]]:
+    """The Playground's two example lists as dataset samples: (single texts, pairs). Only the run's kind is
+    filled (pairs for a pair task, else single texts); the other list is empty, and hidden."""
+    if pair:
+        return [], [[t[0], t[1]] for t in of_kind(examples, pairs=True)]
+    return [[t] for t in of_kind(examples, pairs=False)], []
+
+
 def reference_rows() -> tuple[list[dict], str]:
     """Rows of the project's own published run (assets/reference/*.json), to show before local results exist."""
     # The headline SST-2 result first, then any other published run.
@@ -231,6 +239,20 @@ def lab_choices(stage: str) -> dict[str, object]:
     """The Lab's checkbox labels for a stage's registered techniques (those that offer one), in registry order."""
 
     return {t.lab.label: t for t in techniques.load().values() if t.stage == stage and t.lab is not None}
+
+
+def technique_settings() -> str:
+    """Markdown: every registered technique (plugins too) with the recipe keys of its own, as the Lab lists them."""
+    lines = []
+    for stage, title in (("student", "Students (`init`)"), ("prune", "Pruning (`method`)"),
+                         ("quantize", "Quantization (`method`)")):
+        lines.append(f"**{title}**\n")
+        for t in techniques.load().values():
+            if t.stage == stage:
+                own = ", ".join(f"`{f.name}`" for f in t.option_fields())
+                lines.append(f"- `{t.name}`: {t.label}" + (f"; its own keys: {own}" if own else ""))
+        lines.append("")
+    return "\n".join(lines) + "Each key's meaning and default: `python -m compression build --help`."
 
 
 def student_choices() -> list[str]:

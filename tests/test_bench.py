@@ -95,6 +95,9 @@ bench: {{samples: 5, repeats: 1, warmup: 1, throughput_batches: 1, memory: false
     second = {r["name"]: r for r in map(json.loads, run_main("list", "--json", "--store", store).stdout.splitlines())}
     assert {n: r["bundle"] for n, r in second.items()} == {n: r["bundle"] for n, r in first.items()}
     assert all(second[n]["run"] == 2 for n in second)
+    # a reused variant carries its per-example results into the new run
+    reused = json.loads(run_main("inspect", "s-int8", "--json", "--store", store).stdout)
+    assert reused["examples"] == 80 and reused["accuracy"]["s-int8"] == second["s-int8"]["accuracy"]
     # a changed step is redone, and what depends on it too; the rest is reused
     recipe.write_text(recipe.read_text().replace("train: {epochs: 1, batch_size: 16}",
                                                  "train: {epochs: 1, batch_size: 8}"))

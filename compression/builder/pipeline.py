@@ -33,6 +33,7 @@ from compression.core.texts import texts_of
 from compression.data.align import check_alignment
 from compression.data.loading import load_data
 from compression.data.sources import resolve_model
+from compression.store.predictions import TestSplit
 from compression.store.run_store import RunStore, StoreError
 
 TRAINING_CODE = ("compression.training.distill",)  # what every training stage runs: the Trainer, losses, data
@@ -88,6 +89,10 @@ def _data(b: BuildState, data_dir) -> None:
                            f"training pairs, augment.copies, work on pairs)")
         if b.recipe.augment is not None and b.recipe.augment.transfer:
             stages.transfer_texts(b, data_dir)
+    if b.procs.main:  # the examples every variant's test predictions refer to, kept once per data digest
+        test = b.data.splits["test"]
+        b.store.record_split(TestSplit(b.data.fingerprint, list(b.data.labels), list(test["label"]),
+                                       [list(t) if isinstance(t, tuple) else t for t in texts_of(test)]))
 
 
 def _intermediate_plan(b: BuildState) -> None:

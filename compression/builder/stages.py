@@ -51,7 +51,7 @@ def teacher(b: BuildState) -> None:
     b.teacher_test_logits = bundle.logits(texts_of(test), batch_size=64)  # the logits stage needs them too
     metrics = score_logits(b.teacher_test_logits, test["label"]) | b.heldout_metrics(bundle)
     timings["evaluate_seconds"] = round(time.perf_counter() - t, 2)
-    b.finish(cfg.name, metrics, timings, check)
+    b.finish(cfg.name, metrics, timings, check, b.teacher_test_logits)
 
 
 def training_data(b: BuildState) -> None:

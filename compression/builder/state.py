@@ -16,7 +16,8 @@ from compression.bundle.meta import bundle_digest, bundle_problem, read_meta, up
 from compression.bundle.verify import verify_bundle, verify_mode
 from compression.core.config import Recipe
 from compression.core.errors import failpoint
-from compression.evaluation.metrics import score
+from compression.core.texts import texts_of
+from compression.evaluation.metrics import score, score_logits
 
 if TYPE_CHECKING:
     import numpy as np
@@ -142,7 +143,7 @@ class BuildState:
                 variant_id = self.store.add_variant(self.run_id, name, kind=kind, parent=parent,
                                                     meta={**found.meta, "reused_from": found.id})
                 self.store.finish_variant(variant_id, found.bundle, metrics=found.metrics,
-                                          details=found.metric_details)
+                                          details=found.metric_details, predictions=found.id)
                 self.variant_ids[name] = variant_id
                 self.report(name, 1.0, f"{name}: unchanged since run {found.run_id}; reusing its bundle")
         folder = self.procs.share(found.bundle if found is not None else None)
@@ -170,8 +171,10 @@ class BuildState:
         self.report(name, 0.92, f"{name}: reloads in {where} (max |Δlogit| {check['max_abs_diff']:.1e})")
         return check
 
-    def finish(self, name: str, metrics: dict, timings: dict, check: dict) -> None:
-        """Write the metrics into the bundle and mark the variant finished (one store transaction)."""
+    def finish(self, name: str, metrics: dict, timings: dict, check: dict, test_logits) -> None:
+        """Write the metrics into the bundle and mark the variant finished with its test predictions (one store
+        transaction)."""
+        from compression.evaluation.inspection import softmax  # numpy: kept off the light import path
 
         failpoint("variant.before-finish")  # bundle saved and verified, not yet recorded as finished
         params = read_meta(self.folders[name]).get("params", {})
@@ -179,16 +182,18 @@ class BuildState:
         update_meta(self.folders[name], metrics=metrics, timings=timings)
         warnings = read_meta(self.folders[name]).get("warnings", [])  # shown by the Leaderboard and the advisor
         self.store.finish_variant(self.variant_ids[name], str(self.folders[name]), metrics=metrics,
-                                  meta={"verify": check, "timings": timings, "warnings": warnings})
+                                  meta={"verify": check, "timings": timings, "warnings": warnings},
+                                  predictions=(self.data.fingerprint, softmax(test_logits).tolist()))
         self.report(name, 1.0, f"{name}: test accuracy {metrics['accuracy']:.4f}, "
                                f"agreement with teacher {metrics['agreement']:.4f}")
 
     def evaluate_and_finish(self, name: str, timings: dict, check: dict) -> None:
         t = time.perf_counter()
-        bundle = load_bundle(self.folders[name])
-        metrics = score(bundle, self.data.splits["test"], self.logits["test"]) | self.heldout_metrics(bundle)
+        bundle, test = load_bundle(self.folders[name]), self.data.splits["test"]
+        logits = bundle.logits(texts_of(test), batch_size=64)
+        metrics = score_logits(logits, test["label"], self.logits["test"]) | self.heldout_metrics(bundle)
         timings["evaluate_seconds"] = round(time.perf_counter() - t, 2)
-        self.finish(name, metrics, timings, check)
+        self.finish(name, metrics, timings, check, logits)
 
     def heldout_metrics(self, bundle) -> dict[str, float]:
         """Accuracy (with its CI) on the reporting half of the selection set, when the data has one."""

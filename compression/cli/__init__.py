@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
+from compression.cli.inspect import cmd_inspect
 from compression.cli.jobs import cmd_bench, cmd_build, cmd_export, cmd_loadtest, cmd_publish
 from compression.cli.parser import make_parser
 from compression.cli.variants import cmd_advise, cmd_evaluate, cmd_list, cmd_predict, cmd_sources, cmd_verify
@@ -18,7 +19,8 @@ from compression.store.run_store import StoreError
 __all__ = ["main", "make_parser", "COMMANDS"]
 
 COMMANDS = {"sources": cmd_sources, "build": cmd_build, "list": cmd_list, "predict": cmd_predict,
-            "bench": cmd_bench, "evaluate": cmd_evaluate, "advise": cmd_advise, "export": cmd_export,
+            "bench": cmd_bench, "evaluate": cmd_evaluate, "advise": cmd_advise, "inspect": cmd_inspect,
+            "export": cmd_export,
             "verify": cmd_verify, "publish": cmd_publish,
             "loadtest": cmd_loadtest}
 

@@ -65,7 +65,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
     for add in (_add_sources, _add_build, _add_list, _add_predict, _add_bench, _add_advise, _add_evaluate,
-                _add_export, _add_publish, _add_verify, _add_loadtest):
+                _add_inspect, _add_export, _add_publish, _add_verify, _add_loadtest):
         add(sub)
     return parser
 
@@ -119,6 +119,22 @@ def _add_export(sub) -> None:
     p.add_argument("--label", required=True, help="how the dashboard labels it, e.g. 'quick recipe, 2-core CPU'")
     p.add_argument("--chart", metavar="PNG", help="also draw the accuracy/latency/size chart as an image (needs "
                                                   "Playwright + Chromium from requirements-dev.txt)")
+
+
+def _add_inspect(sub) -> None:
+    p = sub.add_parser("inspect", help="what a variant gets wrong beside the teacher: confusion, disagreements, "
+                                       "slices, calibration",
+                       description="Compare a variant's predictions on the test split with the teacher's (or "
+                                   "--against another variant of the same run): both confusion matrices, the "
+                                   "examples one gets right and the other wrong (McNemar's discordant pairs), "
+                                   "accuracy by slice (length, label, negation; word overlap for pairs) and "
+                                   "calibration. Reads the latest run of the store, or a published run.")
+    p.add_argument("variant", help="a variant of the run, e.g. minilm-l6-int8")
+    p.add_argument("--against", metavar="VARIANT", help="compare with this variant (default: the run's teacher)")
+    p.add_argument("--limit", type=int, metavar="N", help="disagreements listed each way (default: 5 in the "
+                                                             "table, all with --json)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _source_args(p)
 
 
 def _add_verify(sub) -> None:

@@ -20,11 +20,12 @@ from compression.core.config import NAME
 from compression.core.errors import LabError
 from compression.core.texts import Text, as_text, of_kind
 from compression.data.sources import cache_dir
+from compression.store.predictions import NoPredictions, TestSplit, VariantPredictions
 
 FORMAT = "compression-lab-published"
 VERSION = 1
-MANIFEST, RESULTS, RECIPE, EXAMPLES, README, CHART = (
-    "manifest.json", "results.json", "recipe.json", "examples.json", "README.md", "chart.png")
+MANIFEST, RESULTS, RECIPE, EXAMPLES, README, CHART, PREDICTIONS = (
+    "manifest.json", "results.json", "recipe.json", "examples.json", "README.md", "chart.png", "predictions.json")
 HUB_PREFIX = "hub:"
 HUB_REPO = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 # What a Hub download fetches: data, documentation, safetensors/ONNX weights and tokenizer files; never pickles
@@ -269,6 +270,28 @@ class PublishedRun:
         if problem:
             raise LabError(f"variant {name} of the published run is broken: {problem}")
         return self.root / "bundles" / name
+
+    def predictions(self, name: str) -> VariantPredictions:
+        """A variant's test predictions with the split they refer to (``predictions.json``, checked against the
+        manifest); :class:`NoPredictions` for a run published before the lab kept them."""
+        if name not in self.names:
+            raise LabError(f"the published run has no variant {name!r} (known: {', '.join(self.names)})")
+        if PREDICTIONS not in self.files:
+            raise NoPredictions(f"published run {self.root} has no per-example results: it was published before the "
+                                f"lab kept them (its figures and bundles work as before)")
+        self._check_top_file(PREDICTIONS)
+        data = _read_json(self.root, PREDICTIONS)
+        try:
+            split, probs = data["split"], data["variants"][name]
+            texts = [tuple(t) if isinstance(t, list) else t for t in split["texts"]]
+            found = VariantPredictions(TestSplit(split["digest"], split["labels"], split["gold"], texts),
+                                       len(split["labels"]), probs)
+        except (KeyError, TypeError) as err:
+            raise NoPredictions(f"published run {self.root}: {PREDICTIONS} has no predictions of {name} ({err})") \
+                from None
+        if len(found.probs) != len(found.split.gold) or len(texts) != len(found.split.gold):
+            raise LabError(f"published run {self.root} is broken: {PREDICTIONS} does not match its test split")
+        return found
 
     def __repr__(self) -> str:
         return f"PublishedRun({str(self.root)!r}, run={self.run!r}, variants={self.names})"

@@ -10,13 +10,15 @@ build and nothing written into it. Layout (version 1)::
     recipe.json      the recipe that made the run
     examples.json    example texts for the Playground and test sentences for ``bench``: "task" single or pair
                      (then "pair" names the inputs and each text is a two-item list)
+    predictions.json every variant's probabilities on each test example, with the split (texts, gold labels):
+                     what ``inspect`` and the dashboard's view read (absent when the store had none)
     README.md        the report a person reads on the Hub (results table, chart, speed provenance, how to serve)
     chart.png        accuracy vs latency (when Playwright + Chromium could draw it)
     bundles/NAME/    a copy of each bundle, plus README.md: a Hub-style model card
 
 ``publish`` (here) writes one: a folder, a zip or a Hub repo. ``open_published`` and ``PublishedRun`` (in
-:mod:`compression.published`, importable from here too) read one without writing into it; the model cards and the
-README come from :mod:`compression.cards`.
+:mod:`compression.publishing.reader`, importable from here too) read one without writing into it; the model cards
+and the README come from :mod:`compression.publishing.cards`.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from compression.publishing.reader import (
     HUB_PREFIX,
     HUB_REPO,
     MANIFEST,
+    PREDICTIONS,
     README,
     RECIPE,
     RESULTS,
@@ -63,6 +66,7 @@ from compression.publishing.reader import (
     _offline,
     open_published,
 )
+from compression.store.predictions import NoPredictions
 
 # The reading side and the cards are re-exported: ``from compression.publish import open_published`` keeps working.
 __all__ = ["publish", "open_published", "PublishedRun", "model_card", "run_readme", "card_metadata", "hub_model_id",
@@ -87,17 +91,18 @@ def publish(store, to: str, run: str = "latest", variants: list[str] | None = No
     kind, target = _destination(str(to))
     chosen, rows, run_id = _select(store, str(run), variants, report)
     recipe = store.get_run(run_id)["recipe"]
+    predictions = _predictions(store, run_id, [r["name"] for r in chosen], report)
     label = label or f"{recipe.get('name', 'run')} recipe, run {run_id}, published {time.strftime('%Y-%m-%d')}"
     if kind == "hub":
-        return _to_hub(target, lambda tmp: _build(tmp, chosen, rows, recipe, label, chart, report), report)
+        return _to_hub(target, lambda tmp: _build(tmp, chosen, rows, recipe, label, chart, report, predictions), report)
     tmp = temp_path(target)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         if kind == "zip":
-            _build(tmp / "run", chosen, rows, recipe, label, chart, report)
+            _build(tmp / "run", chosen, rows, recipe, label, chart, report, predictions)
             _zip_folder(tmp / "run", target, report)
         else:
-            _build(tmp, chosen, rows, recipe, label, chart, report)
+            _build(tmp, chosen, rows, recipe, label, chart, report, predictions)
             if target.is_dir():
                 target.rmdir()  # checked empty above; a folder that filled meanwhile makes this fail loudly
             os.replace(tmp, target)
@@ -161,7 +166,7 @@ def _select(store, run: str, names: list[str] | None, report: Progress) -> tuple
 
 
 def _build(root: Path, chosen: list[dict], rows: list[dict], recipe: dict, label: str, chart: bool,
-           report: Progress) -> None:
+           report: Progress, predictions: dict | None = None) -> None:
     """Write the whole published run into the new folder ``root``; the manifest last."""
     from datetime import datetime, timezone
 
@@ -177,6 +182,8 @@ def _build(root: Path, chosen: list[dict], rows: list[dict], recipe: dict, label
     inputs = {"pair": list(pair)} if pair else {}
     _write_json(root / RESULTS, {"label": label, "run": run_id, **inputs, "variants": published})
     _write_json(root / RECIPE, recipe)
+    if predictions is not None:
+        _write_json(root / PREDICTIONS, predictions)
     report(0.7, "collecting example texts")
     examples = _examples(recipe, Path(chosen[0]["bundle"]))
     _write_json(root / EXAMPLES, examples)
@@ -188,6 +195,25 @@ def _build(root: Path, chosen: list[dict], rows: list[dict], recipe: dict, label
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "lab_version": __version__,
                 "variants": [r["name"] for r in chosen], "files": _hash_tree(root)}
     _write_json(root / MANIFEST, manifest)
+
+
+def _predictions(store, run_id: int, names: list[str], report: Progress) -> dict | None:
+    """Every chosen variant's test predictions and the split they refer to (``predictions.json``), or None when
+    the store kept none for some of them (built before it did)."""
+    ids = {v.name: v.id for v in current_variants(store, str(run_id))}
+    try:
+        found = {name: store.predictions(ids[name]) for name in names}
+    except NoPredictions:
+        report(0.0, "no per-example results in this store (built before the lab kept them): the published run "
+                    "has none; `inspect` and the dashboard's view need a build with this version")
+        return None
+    split = next(iter(found.values())).split
+    if any(p.split.digest != split.digest for p in found.values()):
+        raise LabError(f"run {run_id}: its variants were scored on different test splits; rebuild the run")
+    return {"split": {"digest": split.digest, "labels": split.labels, "gold": split.gold,
+                      "texts": [list(t) if isinstance(t, tuple) else t for t in split.texts]},
+            # unrounded (float32 values, exact in JSON): rounding could flip a near-tie's argmax
+            "variants": {name: p.probs for name, p in found.items()}}
 
 
 def _write_json(path: Path, data) -> None:

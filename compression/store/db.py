@@ -48,6 +48,17 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS variants_name ON variants(name, status)",
     "CREATE INDEX IF NOT EXISTS variants_run ON variants(run_id)",
     "CREATE INDEX IF NOT EXISTS events_run ON events(run_id)",
+    # per-example test results (store/predictions.py): older stores gain them when they open writable
+    """CREATE TABLE IF NOT EXISTS test_splits(
+        digest TEXT PRIMARY KEY,
+        labels_json TEXT NOT NULL,
+        gold_json TEXT NOT NULL,
+        texts_json TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS predictions(
+        variant_id INTEGER PRIMARY KEY REFERENCES variants(id),
+        split_digest TEXT NOT NULL REFERENCES test_splits(digest),
+        classes INTEGER NOT NULL,
+        probs BLOB NOT NULL)""",
 )
 
 

@@ -35,6 +35,7 @@ from compression.store.db import (
     open_writable,
     prepare_folder,
 )
+from compression.store.predictions import ExampleResults
 
 __all__ = ["RunStore", "StoreError", "BuildLockedError", "VariantRecord", "INTERRUPTED", "SCHEMA_VERSION",
            "resolve_store_dir"]
@@ -87,7 +88,7 @@ def _metric_value(name: str, value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-class RunStore:
+class RunStore(ExampleResults):
     """One store folder. Thread-safe per instance; many processes may share it."""
 
     def __init__(self, root: str | os.PathLike | None = None, readonly: bool = False) -> None:
@@ -263,14 +264,17 @@ class RunStore:
     def finish_variant(self, variant_id: int, bundle: str,
                        metrics: dict[str, float | None] | None = None,
                        details: dict[str, dict] | None = None,
-                       meta: dict | None = None) -> None:
-        """Metrics, merged meta, bundle and 'finished' land together or not at all."""
+                       meta: dict | None = None, predictions=None) -> None:
+        """Metrics, merged meta, bundle, test predictions and 'finished' land together or not at all.
+        ``predictions``: ``(split digest, probs per example)``, or the id of a variant whose ones it shares."""
         with self._tx() as conn:
             row = self._variant_row(conn, variant_id)
             if row["status"] != "building":
                 raise StoreError(f"variant {variant_id} ({row['name']}) is {row['status']}; "
                                  "only a building variant can finish")
             self._upsert_metrics(conn, variant_id, metrics or {}, details)
+            if predictions is not None:
+                self._put_predictions(conn, variant_id, predictions)
             merged = {**json.loads(row["meta_json"]), **(meta or {})}
             conn.execute("UPDATE variants SET status = 'finished', bundle = ?, meta_json = ?, "
                          "finished = ? WHERE id = ?",

@@ -7,7 +7,7 @@ import time
 
 from compression.core.errors import LabError
 from compression.evaluation import advisor
-from compression.presentation import figures, tables
+from compression.presentation import figures, inspection, tables
 
 
 def leaderboard_csv(rows: list[dict]) -> str:
@@ -33,6 +33,9 @@ td.t{min-width:6em}
 .wide{overflow-x:auto}
 .chart{max-width:1000px}
 .note,.muted{color:#555}
+.matrices{display:flex;flex-wrap:wrap;gap:0 2rem}
+table.confusion caption{text-align:left;font-weight:600;padding:4px 0}
+table.confusion td.hit{font-weight:700;background:#eef2f8}
 ul.provenance li{margin-bottom:.5rem}
 @page{margin:14mm 12mm}
 @media print{
@@ -46,6 +49,8 @@ ul.provenance li{margin-bottom:.5rem}
   thead{display:table-header-group}
   tr,.chart,.summary{break-inside:avoid}
   .chart{max-width:100%}
+  table.confusion{width:auto}
+  .matrices,table.examples tr{break-inside:avoid}
   .modebar-container{display:none!important}
 }
 """
@@ -64,9 +69,12 @@ PRINT_SCRIPT = """<script>
 </script>""" % PRINT_CHART_PX
 
 
-def html_report(rows: list[dict], title: str = "BERT Compression Lab report", note: str = "") -> str:
+def html_report(rows: list[dict], title: str = "BERT Compression Lab report", note: str = "",
+                losses: list[dict] | None = None) -> str:
     """A page a stakeholder can open offline or print: a plain-language summary and the pick per deployment scenario
-    first, then the leaderboard, charts, every measurement and where the speed figures came from."""
+    first, then the leaderboard, charts, what the best variants lose, every measurement and where the speed figures
+    came from. ``losses``: :func:`compression.evaluation.inspection.inspect` results, one per variant to show
+    (:func:`loss_picks` says which); None or empty for a run without stored per-example predictions."""
     df = tables.frame(rows)
     charts = [figures.accuracy_vs_latency(df), figures.accuracy_vs_size(df), figures.latency_bars(df),
               figures.size_bars(df)]
@@ -87,6 +95,7 @@ Accuracy, F1, agreement and ECE on the test split; speed on the machine describe
 <section class="summary"><h2>Summary</h2>{summary_html(rows)}</section>
 <h2>Leaderboard</h2><div class="wide">{board}</div>
 <h2>Charts</h2>{chart_html}
+<h2>What the best variants lose</h2>{losses_html(losses or [], rows)}
 <h2>All measurements</h2><h3>Quality</h3><div class="wide">{table_html(full[quality], "board full")}</div>
 <h3>Size and speed</h3><div class="wide">{table_html(full[speed], "board full")}</div>
 <h2>Provenance</h2>{provenance_html(rows)}
@@ -95,7 +104,7 @@ Accuracy, F1, agreement and ECE on the test split; speed on the machine describe
 
 QUALITY_COLUMNS = ["variant", "technique", "kind", "parent", "accuracy %", "95% CI", "vs teacher", "McNemar p",
                    "retention %", "macro-F1", "agreement %", "ECE"]
-TEXT_COLUMNS = {"variant", "technique", "kind", "parent", "status"}
+TEXT_COLUMNS = {"variant", "technique", "kind", "parent", "status", "gold", "text"}
 
 
 def table_html(df, css_class: str) -> str:
@@ -160,6 +169,87 @@ def provenance_html(rows: list[dict]) -> str:
         return f"<p>{html.escape(tables.NO_BENCHMARK)}</p>"
     return "<ul class='provenance'>" + "".join(
         f"<li><b>{html.escape(', '.join(names))}</b> — {html.escape(text)}</li>" for names, text in items) + "</ul>"
+
+
+LOSS_EXAMPLES = 5       # disagreements shown each way per variant
+LOSS_TEXT_CHARS = 300   # an example's text is cut there ("…"): a page, not a data dump
+NO_LOSSES = ("Per-example results are not available for this run: it was built before the lab stored each "
+             "variant's test predictions (an older store), so the confusion matrices, the slices where a variant "
+             "loses accuracy and the examples it gets wrong cannot be shown.")
+
+
+def loss_picks(rows: list[dict], within_points: float = 1.0) -> list[tuple[str, str]]:
+    """The variants whose losses the report shows, as (name, why): the fastest healthy variant within
+    ``within_points`` accuracy points of the teacher (p50 latency) and the most accurate healthy compressed variant
+    (ties: the faster); one entry when both are the same variant, none without a teacher accuracy."""
+    teacher = next((r for r in rows if r.get("kind") == "teacher"), None)
+    if not (teacher and teacher.get("accuracy") is not None):
+        return []
+    healthy = [r for r in rows if r is not teacher and r.get("kind") != "teacher"
+               and (r.get("status") or "ok") == "ok" and r.get("accuracy") is not None]
+    close = [r for r in healthy if r.get("latency_p50_ms") and
+             100 * (teacher["accuracy"] - r["accuracy"]) <= within_points]
+    picks: dict[str, list[str]] = {}
+    if close:
+        fastest = min(close, key=lambda r: (r["latency_p50_ms"], -r["accuracy"]))
+        picks[fastest["name"]] = [f"the fastest variant within {within_points:g} point(s) of the teacher's "
+                                  f"accuracy ({fastest['latency_p50_ms']:,.1f} ms p50)"]
+    if healthy:
+        best = max(healthy, key=lambda r: (r["accuracy"], -(r.get("latency_p50_ms") or float("inf"))))
+        picks.setdefault(best["name"], []).append(f"the most accurate compressed variant ({best['accuracy']:.1%})")
+    return [(name, "; ".join(why)) for name, why in picks.items()]
+
+
+def losses_html(losses: list[dict], rows: list[dict]) -> str:
+    """The "What the best variants lose" section: per inspection, both confusion matrices, accuracy by slice and
+    the examples only one of the two models gets right, with their probabilities."""
+    if not losses:
+        return f"<p class='note'>{html.escape(NO_LOSSES)}</p>"
+    why = dict(loss_picks(rows))
+    intro = ("<p>Where a compressed variant's accuracy goes, against the teacher on the same test examples: "
+             "which classes it confuses, which kinds of input it handles worse and the examples on which exactly "
+             "one of the two is right (the items McNemar's test counts).</p>")
+    return intro + "".join(_loss_html(found, why.get(found["variant"], "")) for found in losses)
+
+
+def _loss_html(found: dict, why: str) -> str:
+    e, v, t = html.escape, found["variant"], found["against"]
+    b, c = found["mcnemar"]["teacher_right_variant_wrong"], found["mcnemar"]["variant_right_teacher_wrong"]
+    acc, cal = found["accuracy"], found["calibration"]
+    facts = (f"On {found['examples']:,} test examples: accuracy {acc[v]:.1%} against {acc[t]:.1%} for {t}; {t} "
+             f"right and {v} wrong on {b:,}, {v} right and {t} wrong on {c:,}; expected calibration error "
+             f"{cal[v]['ece']:.3f} against {cal[t]['ece']:.3f}.")
+    chart = inspection.slices_figure(found).to_html(full_html=False, include_plotlyjs=False,
+                                                     config={"displaylogo": False})
+    parts = [f"<section class='loss'><h3>{e(v)} against {e(t)}</h3>",
+             f"<p>{e(('Picked as ' + why + '. ') if why else '')}{e(facts)}</p>",
+             "<div class='matrices'>" + confusion_table(found, t) + confusion_table(found, v) + "</div>",
+             f"<div class='chart'>{chart}</div>"]
+    frame = inspection.disagreements_frame(found)
+    listed = len(found["teacher_right_variant_wrong"])
+    for right, wrong, part, total in ((t, v, frame.iloc[:listed], b), (v, t, frame.iloc[listed:], c)):
+        shown = part.head(LOSS_EXAMPLES)
+        parts.append(f"<h4>{e(right)} right, {e(wrong)} wrong: {len(shown)} of {total:,}, most confident mistake "
+                     f"first</h4>" + (examples_table(shown, t, v) if len(shown) else "<p class='muted'>none</p>"))
+    return "".join(parts) + "</section>"
+
+
+def confusion_table(found: dict, name: str) -> str:
+    """One model's confusion matrix as an HTML table: rows gold, columns predicted, the correct cells in bold."""
+    e, labels = html.escape, found["labels"]
+    head = "<th class='t'>gold \\ predicted</th>" + "".join(f"<th class='n'>{e(str(x))}</th>" for x in labels)
+    body = "".join(f"<tr><th class='t'>{e(str(gold))}</th>" + "".join(
+        f"<td class='n{' hit' if i == j else ''}'>{n:,}</td>" for j, n in enumerate(row)) + "</tr>"
+        for i, (gold, row) in enumerate(zip(labels, found["confusion"][name])))
+    return (f"<table class='confusion'><caption>{e(name)}</caption><thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table>")
+
+
+def examples_table(frame, teacher: str, variant: str) -> str:
+    """Disagreements (``inspection.disagreements_frame`` rows) as a table: gold label, text, each model's answer."""
+    cut = lambda text: text if len(text) <= LOSS_TEXT_CHARS else text[:LOSS_TEXT_CHARS - 1] + "…"  # noqa: E731
+    shown = frame.assign(text=frame["text"].map(cut))[["gold", "text", "teacher", "variant"]]
+    return table_html(shown.rename(columns={"teacher": teacher, "variant": variant}), "examples")
 
 
 def chart_title(label: str, limit: int = 100) -> str:

@@ -137,8 +137,8 @@ def test_every_command_is_parsed_and_dispatched():
     from compression.cli import COMMANDS, main, make_parser
 
     sub = next(a for a in make_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    assert list(sub.choices) == ["sources", "build", "list", "predict", "bench", "advise", "evaluate", "export",
-                                 "publish", "verify", "loadtest"]  # the order --help lists them in
+    assert list(sub.choices) == ["sources", "build", "list", "predict", "bench", "advise", "evaluate", "inspect",
+                                 "export", "publish", "verify", "loadtest"]  # the order --help lists them in
     assert set(COMMANDS) == set(sub.choices) and callable(main)
 
 

@@ -240,7 +240,8 @@ def test_browser_shows_predictions_of_two_variants(served_app, artifacts):
         rows = page.locator("table.preds tbody tr")
         names = [rows.nth(i).locator("td b").first.inner_text() for i in range(rows.count())]
         page.screenshot(path=str(shots / "playground.png"), full_page=True)
-        cut = {}
+        why = _why_in_the_browser(page, shots)
+        cut, lost = {}, {}
         for width, height in ((1280, 800), (1920, 1080)):
             page.set_viewport_size({"width": width, "height": height})
             page.get_by_role("tab", name="Leaderboard").click()
@@ -253,6 +254,22 @@ def test_browser_shows_predictions_of_two_variants(served_app, artifacts):
             page.wait_for_function(CHARTS_DRAWN_JS, timeout=30_000)
             page.screenshot(path=str(shots / f"charts-{width}.png"), full_page=True)
             cut[width] = page.evaluate(CUT_TEXT_JS)
+            page.get_by_role("tab", name="What it loses").click()
+            page.get_by_text("McNemar's test compares these two counts").first.wait_for(timeout=30_000)
+            page.wait_for_function(CHARTS_DRAWN_JS, timeout=30_000)
+            page.screenshot(path=str(shots / f"losses-{width}.png"), full_page=True)
+            lost[width] = page.evaluate(CUT_TEXT_JS)
         browser.close()
     assert names == ["teacher", "teacher-int8"]
     assert cut == {1280: [], 1920: []}, cut  # no chart label or value cut at either size
+    assert lost == {1280: [], 1920: []}, lost  # nor in "What it loses"
+    assert why[0].startswith("teacher: ") and why[1].startswith("teacher-int8: ")
+
+
+def _why_in_the_browser(page, shots) -> list[str]:
+    """Open the Playground's Why, explain the typed sentence for the teacher and the int8 variant."""
+    page.get_by_text("Why: which words decide").first.click()
+    page.get_by_role("button", name="Explain").click()
+    page.get_by_text("teacher-int8: ").first.wait_for(timeout=60_000)
+    page.screenshot(path=str(shots / "why.png"), full_page=True)
+    return [page.get_by_text(prefix).first.inner_text() for prefix in ("teacher: ", "teacher-int8: ")]

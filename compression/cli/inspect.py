@@ -34,18 +34,12 @@ def _from_published(run, names: list[str | None]):
 
 def report(args) -> dict:
     """The inspection of ``args.variant`` against ``args.against`` (default: the run's teacher)."""
-    import numpy as np
-
-    from compression.evaluation.inspection import Predictions, inspect
+    from compression.evaluation.inspection import compare
 
     run = published(args)
     (name, against), (mine, theirs) = (_from_published(run, [args.variant, args.against]) if run is not None
                                        else _from_store(args, [args.variant, args.against]))
-    if mine.split.digest != theirs.split.digest:
-        raise LabError(f"{name} and {against} were scored on different test splits: compare variants of one run")
-    split = mine.split
-    return inspect(split.texts, split.gold, split.labels, Predictions(name, np.asarray(mine.probs)),
-                   Predictions(against, np.asarray(theirs.probs)), limit=args.limit)
+    return compare(name, mine, against, theirs, limit=args.limit)
 
 
 def cmd_inspect(args) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 import gradio as gr
 
 from compression.dashboard import callbacks as cb
-from compression.dashboard import views
+from compression.dashboard import losses, views
 from compression.dashboard.context import AppContext, make_context
 from compression.evaluation.advisor import SCENARIOS
 
@@ -56,12 +56,14 @@ def create_app(store_dir: str | None = None, published: str | None = None,
         build_banner = gr.HTML()
         status = gr.Markdown()
         hints = views.input_hints(ctx.pair())  # one text box, or two for a pair task (set again on page load)
-        predict = _playground(ctx, hints)
-        batch = _batch_tab(hints)
-        results = _results_tabs()
-        rec = _recommend_tab()
-        lab = _lab_tab(ctx)
-        report = _report_tab()
+        with gr.Tabs() as tabs:
+            predict = _playground(ctx, hints)
+            batch = _batch_tab(hints)
+            results = _results_tabs()
+            lost = _losses_tab(ctx)
+            rec = _recommend_tab()
+            lab = _lab_tab(ctx)
+            report = _report_tab()
         refresh_button = gr.Button("Refresh results", size="sm")
         views_out = [status, *results, report["pick"]]
 
@@ -69,6 +71,7 @@ def create_app(store_dir: str | None = None, published: str | None = None,
         boxes = [predict["text"], predict["second"], batch["text"], batch["upload"], *predict["examples"]]
         demo.load(partial(cb.refresh, ctx), None, views_out, api_visibility="private")
         demo.load(partial(cb.inputs, ctx), None, boxes, api_visibility="private")
+        _bind_losses(ctx, demo, predict, lost, tabs, refresh_button)
         gr.Timer(2.0).tick(partial(cb.banner, ctx), seen, [build_banner, seen, *views_out, *boxes],
                            api_visibility="private", show_progress="hidden")
         refresh_button.click(partial(cb.refresh, ctx), None, views_out, api_name="refresh").then(
@@ -90,24 +93,30 @@ def create_app(store_dir: str | None = None, published: str | None = None,
             return cb.playground_examples(ctx)
 
         gr.api(examples, api_name="examples", queue=False)  # the load test sends what the run classifies
-        batch["run"].click(partial(cb.batch_check, ctx), [batch["text"], batch["upload"], session],
-                           [batch["table"], batch["summary"], batch["csv"], session], api_name="batch",
-                           concurrency_limit=1)
-        rec["run"].click(partial(cb.recommend, ctx), [rec["latency"], rec["size"], rec["retention"], rec["scenario"]],
-                         rec["out"], api_name="recommend")
-        lab["run"].click(partial(cb.run_build, ctx), lab["inputs"], lab["log"], api_name="build",
-                         concurrency_limit=1).then(partial(cb.refresh, ctx), None, views_out).then(
-            partial(cb.inputs, ctx), None, boxes, api_visibility="private")
-        report["run"].click(partial(cb.report_files, ctx), session, [report["html"], report["csv"], session],
-                            api_name="report")
-        report["zip"].click(partial(cb.bundle_zip, ctx), [report["pick"], session], [report["bundle"], session],
-                            api_name="bundle")
+        _bind_tools(ctx, session, batch, rec, lab, report, views_out, boxes)
     demo.queue(default_concurrency_limit=2)
     return demo
 
 
+def _bind_tools(ctx: AppContext, session, batch: dict, rec: dict, lab: dict, report: dict, views_out: list,
+                boxes: list) -> None:
+    """Batch check, Recommend, Lab and Report."""
+    batch["run"].click(partial(cb.batch_check, ctx), [batch["text"], batch["upload"], session],
+                       [batch["table"], batch["summary"], batch["csv"], session], api_name="batch",
+                       concurrency_limit=1)
+    rec["run"].click(partial(cb.recommend, ctx), [rec["latency"], rec["size"], rec["retention"], rec["scenario"]],
+                     rec["out"], api_name="recommend")
+    lab["run"].click(partial(cb.run_build, ctx), lab["inputs"], lab["log"], api_name="build",
+                     concurrency_limit=1).then(partial(cb.refresh, ctx), None, views_out).then(
+        partial(cb.inputs, ctx), None, boxes, api_visibility="private")
+    report["run"].click(partial(cb.report_files, ctx), session, [report["html"], report["csv"], session],
+                        api_name="report")
+    report["zip"].click(partial(cb.bundle_zip, ctx), [report["pick"], session], [report["bundle"], session],
+                        api_name="bundle")
+
+
 def _playground(ctx: AppContext, hints: dict) -> dict:
-    with gr.Tab("Playground"):
+    with gr.Tab("Playground", id="playground"):
         with gr.Row():
             text = gr.Textbox(label=hints["first"], placeholder=hints["first_hint"], lines=2)
             second = gr.Textbox(value="", label=hints["second"], placeholder=hints["second_hint"], lines=2,
@@ -123,8 +132,52 @@ def _playground(ctx: AppContext, hints: dict) -> dict:
                                    headers=[hints["first"], hints["second"]], visible=bool(pairs))
         out = gr.HTML()
         note = gr.Markdown()
+        with gr.Accordion("Why: which words decide, for the teacher and one variant", open=False):
+            with gr.Row():
+                first = losses.why_choices(ctx)  # set again on load and refresh
+                why_variant = gr.Dropdown(first["choices"], value=first["value"], label="Variant beside the teacher",
+                                          scale=3)
+                why_run = gr.Button("Explain", scale=1)
+            with gr.Row():
+                why_teacher, why_other = gr.HighlightedText(label="teacher"), gr.HighlightedText(label="variant")
+            why_note = gr.Markdown()
     return {"text": text, "second": second, "run": run, "out": out, "note": note,
-            "examples": [single_examples, pair_examples]}
+            "examples": [single_examples, pair_examples], "why": [why_variant, why_run, why_teacher, why_other,
+                                                                  why_note]}
+
+
+def _losses_tab(ctx: AppContext) -> dict:
+    with gr.Tab("What it loses", id="losses"):
+        gr.Markdown(losses.INTRO)
+        mine, theirs = losses.choices(ctx)  # set again on load and refresh
+        with gr.Row():
+            variant = gr.Dropdown(mine["choices"], value=mine["value"], label="Variant", scale=2)
+            against = gr.Dropdown(theirs["choices"], value=theirs["value"], label="Against", scale=2)
+        note = gr.Markdown()
+        with gr.Row():
+            theirs, mine = gr.Plot(), gr.Plot()
+        with gr.Row():
+            slices, reliability = gr.Plot(), gr.Plot()
+        table = gr.Dataframe(interactive=False, wrap=True, show_search="search", max_height=480,
+                             label="Examples one gets right and the other wrong (click one to try it)")
+        texts = gr.State([])
+    return {"variant": variant, "against": against, "out": [note, theirs, mine, slices, reliability, table, texts]}
+
+
+def _bind_losses(ctx: AppContext, demo, predict: dict, lost: dict, tabs, refresh_button) -> None:
+    """What it loses (choices on load and refresh; a pick shows it; a click sends an example to the Playground)
+    and the Playground's Why."""
+    pickers, why_variant, why_run, *why_out = [lost["variant"], lost["against"]], *predict["why"]
+    for event in (demo.load, refresh_button.click):
+        event(partial(losses.choices, ctx), None, pickers, api_visibility="private").then(
+            partial(losses.show, ctx), pickers, lost["out"], api_visibility="private")
+        event(partial(losses.why_choices, ctx), None, why_variant, api_visibility="private")
+    for picker in pickers:
+        picker.input(partial(losses.show, ctx), pickers, lost["out"], api_visibility="private")
+    lost["out"][5].select(losses.send, lost["out"][6], [predict["text"], predict["second"], tabs],
+                          api_visibility="private")
+    why_run.click(partial(losses.why, ctx), [predict["text"], predict["second"], why_variant], why_out,
+                  api_name="why", concurrency_id="predict")
 
 
 def _batch_tab(hints: dict) -> dict:

@@ -18,7 +18,7 @@ from compression.core.errors import LabError, describe_os_error
 from compression.core.hardware import cpu_info
 from compression.core.texts import Text
 from compression.core.typed import from_dict
-from compression.dashboard import views
+from compression.dashboard import losses, views
 from compression.dashboard.context import AppContext, pair_of
 from compression.evaluation import advisor
 from compression.presentation import figures, tables
@@ -302,7 +302,7 @@ def report_files(ctx: AppContext, folder: str | None):
     folder = session_dir(ctx, folder)
     note = "" if rows[0].get("bundle") else "Reference result of the project's published run (no local results yet)."
     html_path, csv_path = Path(folder) / "compression-report.html", Path(folder) / "leaderboard.csv"
-    html_path.write_text(html_report(rows, note=note), encoding="utf-8")
+    html_path.write_text(html_report(rows, note=note, losses=losses.for_report(ctx, rows)), encoding="utf-8")
     csv_path.write_text(leaderboard_csv(rows), encoding="utf-8")
     return str(html_path), str(csv_path), folder
 

@@ -122,6 +122,15 @@ class StoreSource:
             self._cached = (time.monotonic(), rows)
             return [dict(r) for r in rows]
 
+    def predictions(self, name: str):
+        """A variant of the newest run: its test predictions (NoPredictions for a store built before they were
+        kept)."""
+        with RunStore(self.root, readonly=True) as store:
+            ids = {v.name: v.id for v in current_variants(store)}
+            if name not in ids:
+                raise LabError(f"no variant {name!r} in the newest run (known: {', '.join(ids)})")
+            return store.predictions(ids[name])
+
     def describe(self, rows: list[dict]) -> str:
         return (f"Showing the **{len(rows)} variants of run {rows[0]['run']}** (the newest) from the run store "
                 f"`{self.root.name}`.")
@@ -149,6 +158,9 @@ class PublishedSource:
 
     def rows(self) -> list[dict]:
         return self.run.rows()
+
+    def predictions(self, name: str):
+        return self.run.predictions(name)
 
     def describe(self, rows: list[dict]) -> str:
         broken = sum(r.get("status", "ok") != "ok" for r in rows)

@@ -130,6 +130,16 @@ def discordant(texts: list, gold: np.ndarray, label_names: list[str], variant: P
     return out[0], out[1]
 
 
+def compare(name: str, mine, against: str, theirs, limit: int | None = None) -> dict:
+    """:func:`inspect` of two models' stored test predictions (``VariantPredictions`` of the run store or a
+    published run), which must refer to the same test split."""
+    if mine.split.digest != theirs.split.digest:
+        raise ValueError(f"{name} and {against} were scored on different test splits: compare variants of one run")
+    split = mine.split
+    return inspect(split.texts, split.gold, split.labels, Predictions(name, np.asarray(mine.probs)),
+                   Predictions(against, np.asarray(theirs.probs)), limit=limit)
+
+
 def inspect(texts: list, gold, label_names: list[str], variant: Predictions, teacher: Predictions,
             limit: int | None = None) -> dict:
     """Everything the ``inspect`` command, the dashboard's view and the report show about ``variant`` against

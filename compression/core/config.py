@@ -191,6 +191,12 @@ class _Step:
     STAGE: ClassVar[str]
     METHOD_FIELD: ClassVar[str] = "method"
 
+    def __post_init__(self):
+        check_name(self.name, "name")
+        if hasattr(self, "source"):  # prune and quantize steps start from an earlier variant
+            check_name(self.source, "source")
+        self._check_technique()
+
     def _check_technique(self) -> None:
         """The method must be a registered technique of this stage; its options are parsed by its dataclass;
         then the technique checks what else of the step it reads."""
@@ -230,9 +236,8 @@ class StudentConfig(_Step):
     options: Any = field(default=None, metadata=OPTIONS_HELP)
 
     def __post_init__(self):
-        check_name(self.name, "name")
         _check(8 <= self.max_length <= 512, "max_length", self.max_length, "8..512")
-        self._check_technique()
+        super().__post_init__()
 
 
 PRUNE_TARGETS = [r"encoder\.layer\.\d+\..*\.weight$"]
@@ -253,11 +258,6 @@ class PruneConfig(_Step):
     distill: DistillConfig = field(default_factory=DistillConfig)
     options: Any = field(default=None, metadata=OPTIONS_HELP)
 
-    def __post_init__(self):
-        check_name(self.name, "name")
-        check_name(self.source, "source")
-        self._check_technique()
-
 
 @dataclass
 class QuantizeConfig(_Step):
@@ -271,11 +271,6 @@ class QuantizeConfig(_Step):
         "help": "a quantization technique (dynamic-int8, onnx-int8, bf16, fp16, onnx-fp32, or a plugin's); its own "
                 "keys: `build --help`"})
     options: Any = field(default=None, metadata=OPTIONS_HELP)
-
-    def __post_init__(self):
-        check_name(self.name, "name")
-        check_name(self.source, "source")
-        self._check_technique()
 
 
 @dataclass

@@ -62,3 +62,31 @@ def test_why_explains_the_teacher_and_a_variant_word_by_word(ctx):
         losses.why(ctx, "word " * 65, "", "teacher-int8")
     with pytest.raises(gr.Error, match="Type a text first"):
         losses.why(ctx, "  ", "", "teacher-int8")
+
+
+def test_the_view_and_why_on_a_pair_run(pair_store, tmp_path):
+    from compression.dashboard import losses
+    from compression.dashboard.context import make_context
+
+    context = make_context(str(store_copy(pair_store, tmp_path)))
+    try:
+        note, theirs, mine, slices, reliability, frame, texts = losses.show(context, "student", "teacher")
+        assert "McNemar" in note and all(isinstance(t, tuple) and len(t) == 2 for t in texts)
+        assert "word overlap" in " ".join(str(y) for trace in slices.data for y in trace.y)
+        teacher, variant, _ = losses.why(context, "good film", "awful dull plot", "student")
+    finally:
+        context.stop_warming()
+    shown = "".join(piece for piece, _ in teacher["value"])
+    assert shown == "good film ‖ awful dull plot" and sum(s is not None for _, s in teacher["value"]) == 5
+
+
+def test_the_batch_check_can_say_which_words_decide(ctx, tmp_path):
+    from compression.dashboard import callbacks as cb
+
+    table, *_ = cb.batch_check(ctx, "a good film\nan awful dull plot", None, str(tmp_path), True)
+    words = table["teacher's deciding words"].tolist()
+    assert len(words) == 2 and all(w.count("(") == min(3, len(t.split())) for w, t in zip(words, table["text"]))
+    plain, *_ = cb.batch_check(ctx, "a good film", None, str(tmp_path))
+    assert "teacher's deciding words" not in plain  # off unless asked
+    with pytest.raises(gr.Error, match="up to 50 texts"):
+        cb.batch_check(ctx, "\n".join(f"text {i}" for i in range(51)), None, str(tmp_path), True)

@@ -101,7 +101,7 @@ def create_app(store_dir: str | None = None, published: str | None = None,
 def _bind_tools(ctx: AppContext, session, batch: dict, rec: dict, lab: dict, report: dict, views_out: list,
                 boxes: list) -> None:
     """Batch check, Recommend, Lab and Report."""
-    batch["run"].click(partial(cb.batch_check, ctx), [batch["text"], batch["upload"], session],
+    batch["run"].click(partial(cb.batch_check, ctx), [batch["text"], batch["upload"], session, batch["explain"]],
                        [batch["table"], batch["summary"], batch["csv"], session], api_name="batch",
                        concurrency_limit=1)
     rec["run"].click(partial(cb.recommend, ctx), [rec["latency"], rec["size"], rec["retention"], rec["scenario"]],
@@ -185,11 +185,14 @@ def _batch_tab(hints: dict) -> dict:
         with gr.Row():
             text = gr.Textbox(label=hints["batch"], lines=6)
             upload = gr.File(label=hints["upload"], file_types=[".csv", ".tsv"], type="filepath")
+        explain = gr.Checkbox(False, label="Also the words the teacher's answer rests on, per text (slower: up to "
+                                           "50 texts)")
         run = gr.Button("Run the batch on every variant", variant="primary")
         summary = gr.Dataframe(label="Agreement with the teacher", interactive=False)
         table = gr.Dataframe(label="Predictions", interactive=False, wrap=True)
         csv = gr.File(label="Download predictions (CSV)")
-    return {"text": text, "upload": upload, "run": run, "summary": summary, "table": table, "csv": csv}
+    return {"text": text, "upload": upload, "explain": explain, "run": run, "summary": summary, "table": table,
+            "csv": csv}
 
 
 def _results_tabs() -> list:

@@ -178,8 +178,9 @@ def session_dir(ctx: AppContext, current: str | None) -> str:
     return tempfile.mkdtemp(prefix="s-", dir=base)
 
 
-def batch_check(ctx: AppContext, text: str, upload, folder: str | None):
-    """Every variant on a batch of texts (pairs for a pair task), with its agreement with the teacher and a CSV."""
+def batch_check(ctx: AppContext, text: str, upload, folder: str | None, explain: bool = False):
+    """Every variant on a batch of texts (pairs for a pair task), with its agreement with the teacher and a CSV;
+    ``explain``: also the words the teacher's answer rests on, per text (bounded: see losses.deciding_words)."""
     rows = [r for r in ctx.source.rows() if r.get("bundle")]
     pair = pair_of(rows)
     try:
@@ -198,6 +199,8 @@ def batch_check(ctx: AppContext, text: str, upload, folder: str | None):
             raise gr.Error(f"variant {row['name']}: {err}") from err
     teacher = next((r["name"] for r in rows if r["kind"] == "teacher"), None)
     result = tables.batch_table(texts, labels, pair)
+    if explain and teacher is not None:
+        result["teacher's deciding words"] = losses.deciding_words(ctx, rows, teacher, texts)
     folder = session_dir(ctx, folder)
     out = Path(folder) / "batch-predictions.csv"
     result.to_csv(out, index=False)

@@ -20,6 +20,7 @@ from compression.presentation.inspection import (
 from compression.presentation.report import loss_picks
 from compression.store.predictions import NoPredictions
 
+MAX_BATCH_TEXTS = 50  # the batch check's optional attribution: one batch per text
 INTRO = ("Pick a variant: both confusion matrices, where its accuracy drops (by text length, label, negation; word "
          "overlap for pairs), how well its confidence matches its accuracy, and every example one model gets right "
          "and the other wrong (McNemar's discordant pairs). Click an example to send it to the Playground.")
@@ -117,6 +118,24 @@ def why(ctx: AppContext, text: str | None, second: str | None, variant: str | No
             f"Red words push towards the predicted label, blue ones against it: each is scored by how much the "
             f"probability of that label falls when the word alone is left out; the strongest word of each text is "
             f"coloured fully (texts of up to {MAX_WORDS} words).")
+
+
+def deciding_words(ctx: AppContext, rows: list[dict], name: str, texts: list, top: int = 3) -> list[str]:
+    """For the batch check: per text, the ``top`` words ``name``'s answer rests on most, with their scores."""
+    if len(texts) > MAX_BATCH_TEXTS:
+        raise gr.Error(f"word attribution in a batch covers up to {MAX_BATCH_TEXTS} texts (this batch has "
+                       f"{len(texts)}): untick it, or explain fewer texts")
+    bundle = ctx.cache.get(next(r["bundle"] for r in rows if r["name"] == name))
+    out = []
+    for text in texts:
+        try:
+            result = occlusion(text, lambda xs: softmax(bundle.logits(xs)), bundle.labels)
+        except TooLong:
+            out.append(f"(over {MAX_WORDS} words)")
+            continue
+        best = sorted(result["words"], key=lambda w: -abs(w.score))[:top]
+        out.append(", ".join(f"{w.text} ({w.score:+.2f})" for w in best))
+    return out
 
 
 def why_choices(ctx: AppContext):

@@ -159,6 +159,7 @@ def _losses_tab(ctx: AppContext) -> dict:
         with gr.Row():
             slices, reliability = gr.Plot(), gr.Plot()
         table = gr.Dataframe(interactive=False, wrap=True, show_search="search", max_height=480,
+                             column_widths=["13%", "8%", "49%", "12%", "12%", "6%"],
                              label="Examples one gets right and the other wrong (click one to try it)")
         texts = gr.State([])
     return {"variant": variant, "against": against, "out": [note, theirs, mine, slices, reliability, table, texts]}

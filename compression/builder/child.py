@@ -2,7 +2,7 @@
 build's benchmark figures (the bench reads the CPU time of its own process, so a build in a thread of the app would
 book every visitor's prediction as its own).
 
-The child is ``python -m compression.background RECIPE STORE``: it runs the pipeline and prints one JSON line per
+The child is ``python -m compression.builder.child RECIPE STORE``: it runs the pipeline and prints one JSON line per
 progress report (``{"fraction", "message"}``), then ``{"done": run_id}`` or ``{"error": "one line"}``. The parent
 side, :class:`BuildProcess`, reads those lines in a thread and keeps the latest state for the UI to poll.
 """

@@ -99,7 +99,7 @@ class Bundle:
         return self
 
     def _torch_runner(self):
-        """The frozen TorchScript trace of the model (see runtime.py), made once; None runs the model eagerly."""
+        """The frozen TorchScript trace of the model (see bundle/runtime.py), made once; None runs the model eagerly."""
         with self._lock, self._tokenizer_lock:
             if self.runtime is None:
                 from compression.bundle.runtime import trace

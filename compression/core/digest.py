@@ -19,7 +19,7 @@ What belongs to a closure:
   ``compression.techniques``, ...): Python executes them when the module is imported, so they can change behaviour;
 - NOT the root ``compression/__init__.py``: it only re-exports configs and holds ``__version__``; including it (and
   through it ``config.py``) would make every digest change with every config or version edit, and re-use would
-  stop where nothing that matters changed. Code that needs the config imports ``compression.config`` explicitly,
+  stop where nothing that matters changed. Code that needs the config imports ``compression.core.config`` explicitly,
   and then that module is in the closure;
 - when ``compression.evaluation.metrics`` is in the closure, every ``compression/evaluation/metrics/*/*.py`` script: ``load_metric`` loads
   them by path through ``evaluate`` at run time, so no import statement names them, yet they compute the scores.

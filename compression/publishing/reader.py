@@ -1,6 +1,6 @@
 """Reading a published run: open one (folder, zip or Hub repo) and serve its variants read-only.
 
-The layout is described in :mod:`compression.publish`, which writes it. Reading never writes inside a published
+The layout is described in :mod:`compression.publishing.writer`, which writes it. Reading never writes inside a published
 folder: a zip is extracted once into the cache, a Hub repo is downloaded into the cache, and every bundle is checked
 against the manifest before it is served, so a changed, missing or added file takes only its own variant offline.
 """

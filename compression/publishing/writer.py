@@ -68,7 +68,7 @@ from compression.publishing.reader import (
 )
 from compression.store.predictions import NoPredictions
 
-# The reading side and the cards are re-exported: ``from compression.publish import open_published`` keeps working.
+# The reading side and the cards are re-exported: ``from compression.publishing.writer import open_published`` works too.
 __all__ = ["publish", "open_published", "PublishedRun", "model_card", "run_readme", "card_metadata", "hub_model_id",
            "hub_dataset_id", "root_model", "shown_ref", "BASE_MODELS", "CARD_TAGS", "FORMAT", "VERSION"]
 

@@ -84,7 +84,7 @@ def _acquire(fd: int, wait: bool, root: Path) -> None:
 
 def remove_junk(root: Path, artifacts_dir: Path) -> None:
     """Remove half-written bundles and cache files of dead builds (named ``.NAME.tmp-PID``, see
-    :mod:`compression.files`): nothing ever reads them. Call only while holding the build lock."""
+    :mod:`compression.core.atomic`): nothing ever reads them. Call only while holding the build lock."""
     for junk in [*artifacts_dir.glob("run-*/.*.tmp-*"), *(root / "cache").glob(".*.tmp-*")]:
         if junk.is_dir():
             shutil.rmtree(junk, ignore_errors=True)

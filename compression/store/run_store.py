@@ -7,8 +7,8 @@ Layout of a store folder:
 
 A run still marked 'running' whose build lock is free belongs to a process
 that died, so opening the store marks it failed (see RunStore.recover).
-The schema and connections live in :mod:`compression.store_db`, the lock in
-:mod:`compression.store_lock`; this module holds the queries.
+The schema and connections live in :mod:`compression.store.db`, the lock in
+:mod:`compression.store.lock`; this module holds the queries.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ of a small model's bytes untouched). The fastest CPU path measured here. The bun
 scales; the loader rebuilds the quantized modules and loads them.
 
 ``activation_bits`` (auto | 8 | 7): torch's module quantizes activations to 7 bits; the lab's
-(:mod:`compression.qlinear`) uses 8 where the CPU accumulates int8 products in 32 bits (VNNI/AMX), which keeps
+(:mod:`compression.bundle.qlinear`) uses 8 where the CPU accumulates int8 products in 32 bits (VNNI/AMX), which keeps
 models with outlier activation channels (MPNet) at fp32 accuracy. ``int8_tolerance`` (with ``max_fp32_layers``)
 keeps the Linear layers whose int8 hurts validation accuracy most in fp32 until the drop is within the tolerance.
 

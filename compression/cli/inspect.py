@@ -5,24 +5,16 @@ from __future__ import annotations
 import json
 
 from compression.cli.common import open_store, published
-from compression.core.errors import LabError
 from compression.core.texts import one_line
-from compression.evaluation.results import current_variants
+from compression.evaluation.results import run_predictions
 
 SHOWN = 5  # disagreements printed each way (all of them with --json)
 
 
 def _from_store(args, names: list[str | None]):
     with open_store(args.store, readonly=True) as store:
-        rows = current_variants(store, "latest")
-        by_name = {v.name: v for v in rows}
-        teacher = next((v.name for v in rows if v.kind == "teacher"), None)
-        wanted = [n or teacher for n in names]
-        unknown = [n for n in wanted if n not in by_name]
-        if unknown:
-            raise LabError(f"no finished variant {unknown[0]!r} in the latest run of {store.root} "
-                           f"(known: {', '.join(by_name)})")
-        return wanted, [store.predictions(by_name[n].id) for n in wanted]
+        found = run_predictions(store, names)
+    return [name for name, _ in found], [p for _, p in found]
 
 
 def _from_published(run, names: list[str | None]):

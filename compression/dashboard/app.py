@@ -147,7 +147,7 @@ def _playground(ctx: AppContext, hints: dict) -> dict:
 
 
 def _losses_tab(ctx: AppContext) -> dict:
-    with gr.Tab("What it loses", id="losses"):
+    with gr.Tab("What it loses", id="losses") as tab:
         gr.Markdown(losses.INTRO)
         mine, theirs = losses.choices(ctx)  # set again on load and refresh
         with gr.Row():
@@ -162,19 +162,22 @@ def _losses_tab(ctx: AppContext) -> dict:
                              column_widths=["13%", "8%", "49%", "12%", "12%", "6%"],
                              label="Examples one gets right and the other wrong (click one to try it)")
         texts = gr.State([])
-    return {"variant": variant, "against": against, "out": [note, theirs, mine, slices, reliability, table, texts]}
+    return {"tab": tab, "variant": variant, "against": against,
+            "out": [note, theirs, mine, slices, reliability, table, texts]}
 
 
 def _bind_losses(ctx: AppContext, demo, predict: dict, lost: dict, tabs, refresh_button) -> None:
-    """What it loses (choices on load and refresh; a pick shows it; a click sends an example to the Playground)
-    and the Playground's Why."""
+    """What it loses (choices on load and refresh; drawn when its tab opens or a pick changes, so a visitor who
+    never opens it pays nothing; a click sends an example to the Playground) and the Playground's Why."""
     pickers, why_variant, why_run, *why_out = [lost["variant"], lost["against"]], *predict["why"]
+    show = partial(losses.show, ctx)
+    demo.load(partial(losses.choices, ctx), None, pickers, api_visibility="private")
+    refresh_button.click(partial(losses.choices, ctx), None, pickers, api_visibility="private").then(
+        show, pickers, lost["out"], api_visibility="private")
     for event in (demo.load, refresh_button.click):
-        event(partial(losses.choices, ctx), None, pickers, api_visibility="private").then(
-            partial(losses.show, ctx), pickers, lost["out"], api_visibility="private")
         event(partial(losses.why_choices, ctx), None, why_variant, api_visibility="private")
-    for picker in pickers:
-        picker.input(partial(losses.show, ctx), pickers, lost["out"], api_visibility="private")
+    for trigger in (lost["tab"].select, *(picker.input for picker in pickers)):
+        trigger(show, pickers, lost["out"], api_visibility="private")
     lost["out"][5].select(losses.send, lost["out"][6], [predict["text"], predict["second"], tabs],
                           api_visibility="private")
     why_run.click(partial(losses.why, ctx), [predict["text"], predict["second"], why_variant], why_out,

@@ -23,7 +23,7 @@ from compression.core.errors import LabError
 from compression.core.texts import of_kind, texts_of
 from compression.dashboard import views
 from compression.data.loading import load_data
-from compression.evaluation.results import current_variants, variant_row
+from compression.evaluation.results import current_variants, run_predictions, variant_row
 from compression.publishing.writer import open_published
 from compression.store.db import StoreError, StoreNotReady
 from compression.store.run_store import RunStore, resolve_store_dir
@@ -126,10 +126,7 @@ class StoreSource:
         """A variant of the newest run: its test predictions (NoPredictions for a store built before they were
         kept)."""
         with RunStore(self.root, readonly=True) as store:
-            ids = {v.name: v.id for v in current_variants(store)}
-            if name not in ids:
-                raise LabError(f"no variant {name!r} in the newest run (known: {', '.join(ids)})")
-            return store.predictions(ids[name])
+            return run_predictions(store, [name])[0][1]
 
     def describe(self, rows: list[dict]) -> str:
         return (f"Showing the **{len(rows)} variants of run {rows[0]['run']}** (the newest) from the run store "

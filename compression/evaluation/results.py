@@ -37,6 +37,19 @@ def variant_row(v) -> dict:
             "metrics": m}
 
 
+def run_predictions(store, names: list[str | None], run: str = "latest") -> list[tuple[str, object]]:
+    """(name, test predictions) of variants of one run (the run :func:`current_variants` picks); None names the
+    run's teacher. LabError names the variants there are; the store's NoPredictions when it kept none."""
+    variants = current_variants(store, run)
+    ids = {v.name: v.id for v in variants}
+    teacher = next((v.name for v in variants if v.kind == "teacher"), None)
+    wanted = [name or teacher for name in names]
+    unknown = next((name for name in wanted if name not in ids), None)
+    if unknown is not None or not wanted:
+        raise LabError(f"no finished variant {unknown!r} in run {run} of {store.root} (known: {', '.join(ids)})")
+    return [(name, store.predictions(ids[name])) for name in wanted]
+
+
 def current_variants(store, run: str = "latest") -> list:
     """The variants to show together: one run's, so ratios and agreement compare like with like.
 

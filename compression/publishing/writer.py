@@ -36,7 +36,7 @@ from compression.core.config import DataConfig
 from compression.core.errors import LabError
 from compression.core.texts import as_text, char_length, texts_of
 from compression.data.loading import load_data
-from compression.evaluation.results import current_variants, variant_row
+from compression.evaluation.results import current_variants, run_predictions, variant_row
 from compression.publishing.cards import (
     BASE_MODELS,
     CARD_TAGS,
@@ -200,9 +200,8 @@ def _build(root: Path, chosen: list[dict], rows: list[dict], recipe: dict, label
 def _predictions(store, run_id: int, names: list[str], report: Progress) -> dict | None:
     """Every chosen variant's test predictions and the split they refer to (``predictions.json``), or None when
     the store kept none for some of them (built before it did)."""
-    ids = {v.name: v.id for v in current_variants(store, str(run_id))}
     try:
-        found = {name: store.predictions(ids[name]) for name in names}
+        found = dict(run_predictions(store, names, str(run_id)))
     except NoPredictions:
         report(0.0, "no per-example results in this store (built before the lab kept them): the published run "
                     "has none; `inspect` and the dashboard's view need a build with this version")

@@ -90,3 +90,12 @@ def test_the_batch_check_can_say_which_words_decide(ctx, tmp_path):
     assert "teacher's deciding words" not in plain  # off unless asked
     with pytest.raises(gr.Error, match="up to 50 texts"):
         cb.batch_check(ctx, "\n".join(f"text {i}" for i in range(51)), None, str(tmp_path), True)
+
+
+def test_opening_the_tab_keeps_the_picks_the_run_still_has(ctx):
+    from compression.dashboard import losses
+
+    variant, against = losses.choices(ctx, "teacher-int8", "teacher-int8")
+    assert (variant["value"], against["value"]) == ("teacher-int8", "teacher-int8")
+    variant, against = losses.choices(ctx, "gone", "gone")  # a pick the run no longer has
+    assert (variant["value"], against["value"]) == ("teacher-int8", "teacher")

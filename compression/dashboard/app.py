@@ -176,8 +176,10 @@ def _bind_losses(ctx: AppContext, demo, predict: dict, lost: dict, tabs, refresh
         show, pickers, lost["out"], api_visibility="private")
     for event in (demo.load, refresh_button.click):
         event(partial(losses.why_choices, ctx), None, why_variant, api_visibility="private")
-    for trigger in (lost["tab"].select, *(picker.input for picker in pickers)):
-        trigger(show, pickers, lost["out"], api_visibility="private")
+    lost["tab"].select(partial(losses.choices, ctx), pickers, pickers, api_visibility="private").then(
+        show, pickers, lost["out"], api_visibility="private")
+    for picker in pickers:
+        picker.input(show, pickers, lost["out"], api_visibility="private")
     lost["out"][5].select(losses.send, lost["out"][6], [predict["text"], predict["second"], tabs],
                           api_visibility="private")
     why_run.click(partial(losses.why, ctx), [predict["text"], predict["second"], why_variant], why_out,

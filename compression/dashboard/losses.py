@@ -30,13 +30,14 @@ def _teacher(rows: list[dict]) -> str | None:
     return next((r["name"] for r in rows if r.get("kind") == "teacher"), rows[0]["name"] if rows else None)
 
 
-def choices(ctx: AppContext):
-    """The variant and against dropdowns for the run shown now (the first non-teacher variant picked)."""
+def choices(ctx: AppContext, variant: str | None = None, against: str | None = None):
+    """The variant and against dropdowns for the run shown now: the picks kept while that run has them, else the
+    first non-teacher variant against the teacher (variants of a starter run join while the page is open)."""
     rows = ctx.source.rows()
     names, teacher = [r["name"] for r in rows], _teacher(rows)
     others = [n for n in names if n != teacher]
-    return (gr.update(choices=others, value=others[0] if others else None),
-            gr.update(choices=names, value=teacher))
+    return (gr.update(choices=others, value=variant if variant in others else (others[0] if others else None)),
+            gr.update(choices=names, value=against if against in names else teacher))
 
 
 def show(ctx: AppContext, variant: str | None, against: str | None):

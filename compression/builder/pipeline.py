@@ -120,6 +120,7 @@ def _intermediate_plan(b: BuildState) -> None:
             raise stages.attention_refusal(cfg)
         check_alignment(tokenizer, teacher_tokenizer, texts_of(b.data.splits["train"]), cfg.name)
         b.state_layers[cfg.name] = state_layers(cfg, teacher)
+        b.cached_tokens = b.cached_tokens or cfg.distill.hidden_positions == "tokens"
     b.cached_layers = sorted({layer for layers in b.state_layers.values() for layer in layers})
 
 
@@ -143,11 +144,14 @@ def _logits(b: BuildState) -> None:
         known = {"test": b.teacher_test_logits} if b.teacher_test_logits is not None else None
         b.logits = teacher_logits(teacher, b.data, b.store.root / "cache",
                                   lambda f, m: b.report("logits", f, m, log=False), layers=b.cached_layers,
-                                  known=known)
+                                  known=known, tokens=b.cached_tokens)
     states = ""
     if b.cached_layers:
-        path = states_cache_path(teacher, texts_of(b.data.splits["train"]), b.cached_layers, b.store.root / "cache")
-        states = f"; first-token states at layers {b.cached_layers}: {path.stat().st_size / 1e6:,.1f} MB on disk"
+        path = states_cache_path(teacher, texts_of(b.data.splits["train"]), b.cached_layers, b.store.root / "cache",
+                                 b.cached_tokens)
+        size = sum(f.stat().st_size for f in path.iterdir()) if path.is_dir() else path.stat().st_size
+        states = (f"; {'every token' if b.cached_tokens else 'first-token'} states at layers {b.cached_layers}: "
+                  f"{size / 1e6:,.1f} MB on disk (fp16)")
     b.report("logits", 1, f"teacher logits ready ({time.perf_counter() - t:.1f} s){states}")
 
 

@@ -105,13 +105,15 @@ def augment(b: BuildState) -> None:
         if cfg.copies:
             texts, logits = teacher_augmented(teacher, texts_of(train), cfg, b.recipe.seed, b.store.root / "cache",
                                               lambda f, m: b.report("augment", f, m, log=False),
-                                              other_texts=evaluated_texts(b.data), layers=b.cached_layers)
+                                              other_texts=evaluated_texts(b.data), layers=b.cached_layers,
+                                              tokens=b.cached_tokens)
             b.extra_texts.append(texts)
         if b.transfer_texts:
             texts = texts + b.transfer_texts
             logits = np.concatenate([logits, teacher_transfer(teacher, b.transfer_texts, b.store.root / "cache",
                                                               lambda f, m: b.report("augment", f, m, log=False),
-                                                              layers=b.cached_layers)])
+                                                              layers=b.cached_layers,
+                                                              tokens=b.cached_tokens)])
             b.extra_texts.append(b.transfer_texts)
     columns = {"text": texts}
     if b.data.pair:  # copies of pairs
@@ -170,12 +172,12 @@ def teacher_in_loop(cfg, tokenizer, teacher_dir):
 
 
 def cached_states(b: BuildState, cfg, tokenizer):
-    """The teacher's cached first-token states for a student with another tokenizer, after checking on every
-    training text that both tokenizers cut it alike; and what the bundle records of it."""
+    """The teacher's cached states (first token's or every token's) for a student with another tokenizer, after
+    checking on every training text that both tokenizers cut it alike; and what the bundle records of it."""
     import numpy as np
     from transformers import AutoTokenizer
 
-    from compression.training.distill import CachedStates
+    from compression.training.cached_states import CachedStates, CachedTokenStates
     from compression.training.teacher_targets import teacher_states
 
     if cfg.distill.attention_weight > 0:
@@ -190,17 +192,24 @@ def cached_states(b: BuildState, cfg, tokenizer):
     parts = [texts[:len(b.data.splits["train"])], *b.extra_texts]
     report = lambda f, m: b.report(cfg.name, 0.02, f"{cfg.name}: {m}", log=False)  # noqa: E731
     with b.procs.main_first():
-        parts = [teacher_states(teacher_dir, part, b.cached_layers, b.store.root / "cache", report)
-                 for part in parts if part]
-    states = CachedStates(parts[0] if len(parts) == 1 else np.concatenate(parts), b.cached_layers,
-                          b.state_layers[cfg.name])
-    if len(states.values) != len(texts):
-        raise LabError(f"{cfg.name}: {len(states.values):,} cached teacher states for {len(texts):,} training texts")
+        parts = [teacher_states(teacher_dir, part, b.cached_layers, b.store.root / "cache", report,
+                                tokens=b.cached_tokens) for part in parts if part]
+    positions = cfg.distill.hidden_positions
+    if positions == "tokens":
+        states = CachedTokenStates(parts, b.state_layers[cfg.name], found.rows)
+    else:
+        firsts = [part.first() if b.cached_tokens else part for part in parts]
+        states = CachedStates(np.concatenate(firsts) if len(firsts) > 1 else firsts[0], b.cached_layers,
+                              b.state_layers[cfg.name])
+    if len(states) != len(texts):
+        raise LabError(f"{cfg.name}: {len(states):,} cached teacher states for {len(texts):,} training texts")
+    what = "every token's states" if positions == "tokens" else "first-token states"
     b.report(cfg.name, 0.04, f"{cfg.name}: token alignment with the teacher: {found.summary()}; learns the "
-                             f"teacher's first-token states at layers {states.layer_map} "
-                             f"({states.values.numel() * 2 / 1e6:,.0f} MB; {time.perf_counter() - t:.1f} s)")
+                             f"teacher's {what} at layers {states.layer_map} ({states.megabytes:,.0f} MB cached, "
+                             f"fp16; {time.perf_counter() - t:.1f} s)")
     return states, {"alignment": {"texts": found.texts, "mismatched": found.mismatched},
-                    "positions": "first token", "layer_map": states.layer_map}
+                    "positions": "every token" if positions == "tokens" else "first token",
+                    "layer_map": states.layer_map}
 
 
 def fp32_source(folder: Path):

@@ -101,7 +101,8 @@ class BuildState:
     logits: dict[str, np.ndarray] | None = None  # the teacher's logits per split
     teacher_test_logits: np.ndarray | None = None  # from the teacher's evaluation, when it was built in this run
     state_layers: dict[str, list[int]] = field(default_factory=dict)  # student -> teacher layers it learns states of
-    cached_layers: list[int] = field(default_factory=list)  # the teacher layers whose first-token states are cached
+    cached_layers: list[int] = field(default_factory=list)  # the teacher layers whose states are cached
+    cached_tokens: bool = False  # every token's states cached (a student asks for hidden_positions: tokens)
     extra_texts: list[list] = field(default_factory=list)  # augmented, transfer texts: the parts after train
     train_data: LabeledData | None = None  # what distillation trains on: the data plus augmented texts
     train_logits: dict[str, np.ndarray] | None = None

@@ -73,6 +73,13 @@ class Prediction:
     truncated: bool = False  # True when the model read only its first max_length tokens
 
 
+def token_positions(input_ids, attention_mask, sep_id: int | None) -> list[int]:
+    """The real tokens' positions, less the second of two adjacent separators (RoBERTa/MPNet pairs)."""
+    ids = input_ids.tolist()
+    return [i for i, keep in enumerate(attention_mask.tolist())
+            if keep and not (i > 0 and sep_id is not None and ids[i] == sep_id == ids[i - 1])]
+
+
 class Bundle:
     """A loaded variant: tokenizer + model + metadata, ready to predict on CPU."""
 
@@ -133,21 +140,25 @@ class Bundle:
         and truncated to max_length (a pair shares it, longest text first)."""
         return self.outputs(texts, batch_size)[0]
 
-    def outputs(self, texts, batch_size: int = 32, layers: list[int] = ()):
+    def outputs(self, texts, batch_size: int = 32, layers: list[int] = (), tokens: bool = False):
         """Logits as :meth:`logits`, and with ``layers`` (1-based hidden-state indices) the first token's state at
-        each of them: ``(len(texts), len(layers), hidden)`` float16, from the same forward pass (eager torch)."""
+        each of them: ``(len(texts), len(layers), hidden)`` float16, from the same forward pass (eager torch).
+
+        With ``tokens``, every real token's states instead: one ``(tokens, len(layers), hidden)`` float16 array per
+        text. A pair laid out ``<s> A </s></s> B </s>`` loses its doubled separator, so its positions are those of
+        ``[CLS] A [SEP] B [SEP]``."""
         import numpy as np
         import torch
 
-
         states = None
         if len(texts) == 0:
-            return np.zeros((0, len(self.labels)), dtype=np.float32), states
+            return np.zeros((0, len(self.labels)), dtype=np.float32), [] if tokens else states
         texts = self.check_texts(texts)
         if layers:
             if self.onnx:
                 raise LabError(f"{self.name} runs in ONNX Runtime: its hidden states are not available")
-            states = np.zeros((len(texts), len(layers), self.model.config.hidden_size), dtype=np.float16)
+            states = ([None] * len(texts) if tokens else
+                      np.zeros((len(texts), len(layers), self.model.config.hidden_size), dtype=np.float16))
         # Batch texts of similar length together: far less padding, same logits.
         order = sorted(range(len(texts)), key=lambda i: char_length(texts[i]))
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
@@ -164,7 +175,13 @@ class Bundle:
                 elif layers:
                     result = self.model(**enc, output_hidden_states=True)
                     out[index] = result.logits.float().numpy()
-                    states[index] = torch.stack([result.hidden_states[k][:, 0] for k in layers], 1).half().numpy()
+                    chosen = torch.stack([result.hidden_states[k] for k in layers], 2).half()  # (B, L, layers, H)
+                    if tokens:
+                        for row, i in enumerate(index):
+                            states[i] = chosen[row][token_positions(enc["input_ids"][row], enc["attention_mask"][row],
+                                                                    self.tokenizer.sep_token_id)].numpy()
+                    else:
+                        states[index] = chosen[:, 0].numpy()
                 else:
                     out[index] = (run(enc) if run is not None else self.model(**enc).logits).float().numpy()
         return out, states

@@ -78,8 +78,13 @@ class TrainConfig:
         "help": "batch texts of similar length together: far less padding, so much faster on short texts"})
     bf16: Literal["auto", "on", "off"] = field(default="auto", metadata={
         "help": "bf16 autocast: auto = on where the CPU has AVX512-BF16/AMX or the GPU supports it"})
+    ema_decay: float = field(default=0.0, metadata={
+        "help": "0: off; else (e.g. 0.999) validation, the checkpoint kept and the saved model use an exponential "
+                "moving average of the weights, updated after every step (its horizon, 1 / (1 - decay) steps, "
+                "should be well below the run's steps)"})
 
     def __post_init__(self):
+        _check(0 <= self.ema_decay < 1, "ema_decay", self.ema_decay, "0 (off) or 0 < decay < 1")
         _check(self.epochs > 0, "epochs", self.epochs, "a number > 0")
         _check(self.max_steps is None or self.max_steps >= 1, "max_steps", self.max_steps, ">= 1 or null")
         _check(0 < self.learning_rate < 1, "learning_rate", self.learning_rate, "0 < lr < 1")
@@ -114,8 +119,11 @@ class DistillConfig:
     temperature: float = field(default=2.0, metadata={"help": "softmax temperature T > 0"})
     hidden_weight: float = field(default=0.0, metadata={
         "help": "weight of hidden-state MSE: with the teacher's tokenizer every token's state (teacher in the loop); "
-                "with another tokenizer that cuts the texts alike (checked), the first token's state, standardised "
-                "per dimension and cached in the teacher's logits pass"})
+                "with another tokenizer that cuts the texts alike (checked), the states hidden_positions names, "
+                "standardised per dimension and cached in the teacher's labelling passes"})
+    hidden_positions: Literal["first", "tokens"] = field(default="first", metadata={
+        "help": "with another tokenizer: first = the first token's state; tokens = every token's state (fp16, "
+                "memory-mapped on disk: about 1.5 KB per token and mapped layer for a 768-wide teacher)"})
     attention_weight: float = field(default=0.0, metadata={
         "help": "weight of attention KL (needs the teacher's tokenizer; runs the teacher in the loop)"})
     layer_map: list[int] | None = field(default=None, metadata={
@@ -125,6 +133,8 @@ class DistillConfig:
         _check(0.0 <= self.alpha <= 1.0, "alpha", self.alpha, "0 <= alpha <= 1")
         _check(self.temperature > 0, "temperature", self.temperature, "a number > 0")
         _check(self.hidden_weight >= 0, "hidden_weight", self.hidden_weight, ">= 0")
+        _check(self.hidden_positions in ("first", "tokens"), "hidden_positions", self.hidden_positions,
+               "first or tokens")
         _check(self.attention_weight >= 0, "attention_weight", self.attention_weight, ">= 0")
         _check(self.layer_map is None or all(i >= 1 for i in self.layer_map), "layer_map", self.layer_map,
                "teacher layer numbers >= 1")

@@ -3,8 +3,8 @@
 MiniLM (BERT-uncased WordPiece) and MPNet share their word pieces; MPNet numbers them 4 higher and names its special
 tokens differently. When the pieces agree on the run's own texts, the teacher's states describe exactly the token
 sequence the student reads, so the student can learn from them without sharing the tokenizer file. Pairs are laid
-out differently (``<s> A </s></s> B </s>`` against ``[CLS] A [SEP] B [SEP]``), so positions are not compared: the
-lab distills the first token's state, which both layouts put at position 0.
+out differently (``<s> A </s></s> B </s>`` against ``[CLS] A [SEP] B [SEP]``): the teacher's doubled separator is
+dropped from its cached token states (``Bundle.outputs``), after which positions agree as well.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ class Alignment:
     texts: int
     mismatched: int
     example: str | None  # the first text that tokenizes differently, shortened
+    rows: tuple[int, ...] = ()  # the texts that tokenize differently, by position
 
     @property
     def rate(self) -> float:
@@ -49,12 +50,12 @@ def _pieces(tokenizer, texts: list) -> list[list[int]]:
 def alignment(student, teacher, texts: list) -> Alignment:
     """How many of ``texts`` (strings or pairs) the two tokenizers cut into the same word pieces."""
     mapping = id_map(student, teacher)
-    mismatched, example = 0, None
-    for text, s_ids, t_ids in zip(texts, _pieces(student, texts), _pieces(teacher, texts)):
+    rows, example = [], None
+    for row, (text, s_ids, t_ids) in enumerate(zip(texts, _pieces(student, texts), _pieces(teacher, texts))):
         if [mapping.get(i, -1) for i in s_ids] != t_ids:
-            mismatched += 1
+            rows.append(row)
             example = example or " / ".join(text if isinstance(text, tuple) else (text,))[:80]
-    return Alignment(len(texts), mismatched, example)
+    return Alignment(len(texts), len(rows), example, tuple(rows))
 
 
 def check_alignment(student, teacher, texts: list, name: str) -> Alignment:

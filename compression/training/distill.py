@@ -3,9 +3,9 @@
 The teacher runs once per (teacher, data set, max length) over the raw text with its own tokenizer; its logits are
 cached on disk and added to each split as a column. Students then train on their own tokenization against that
 column, so distillation works across tokenizers and the training loop never runs the teacher. Hidden-state
-distillation across tokenizers that cut texts alike (align.py) matches the teacher's first-token states, cached in
-the same pass as its logits; with a shared tokenizer, every token's state and the attention maps are matched with the
-teacher in the loop.
+distillation across tokenizers that cut texts alike (align.py) matches the teacher's first-token or every token's
+states, cached in the same pass as its logits (cached_states.py); with a shared tokenizer, every token's state and
+the attention maps are matched with the teacher in the loop.
 
 Training goes through ``transformers.Trainer``: ``accelerate launch`` and ``torchrun`` scale it out unchanged.
 """
@@ -29,6 +29,8 @@ from compression.core.errors import LabError, failpoint
 from compression.core.hardware import bf16_enabled
 from compression.data.loading import SPLITS, LabeledData
 from compression.data.sources import resolve_model
+from compression.training.averaging import EMACallback, load_average
+from compression.training.cached_states import CachedStates, CachedTokenStates
 from compression.training.losses import attention_kl, hidden_mse, kd_loss, uniform_layer_map
 
 Progress = Callable[[float, str], None]
@@ -78,7 +80,7 @@ def shares_tokenizer(a, b) -> bool:
 
 
 def state_layers(cfg: StudentConfig, teacher_folder: str | Path) -> list[int] | None:
-    """The teacher layers whose cached first-token states ``cfg`` learns from; None when it matches no hidden
+    """The teacher layers whose cached states ``cfg`` learns from; None when it matches no hidden
     states, or shares the teacher's tokenizer (then the teacher runs in the loop and every token is matched)."""
     from transformers import AutoConfig, AutoTokenizer
 
@@ -140,46 +142,25 @@ class Collator:
 
 # ---------------------------------------------------------------- training
 
-class CachedStates:
-    """The teacher's first-token states for every training text at the teacher layers one student matches,
-    standardised per dimension: MPNet's hidden channels have outliers 35-500x their median, which would dominate a
-    plain MSE."""
-
-    def __init__(self, states: np.ndarray, cached_layers: list[int], layer_map: list[int]):
-        missing = [layer for layer in layer_map if layer not in cached_layers]
-        if missing:
-            raise LabError(f"teacher layers {missing} are not in the cached states (layers {cached_layers})")
-        self.layer_map = list(layer_map)
-        self.values = torch.from_numpy(np.ascontiguousarray(states[:, [cached_layers.index(k) for k in layer_map]]))
-        chunks = self.values.split(4096)
-        self.mean = sum(c.float().sum(0) for c in chunks) / len(self.values)
-        variance = sum(((c.float() - self.mean) ** 2).sum(0) for c in chunks) / len(self.values)
-        self.std = variance.sqrt().clamp_min(1e-4)
-
-    @property
-    def width(self) -> int:
-        return self.values.shape[-1]
-
-    def targets(self, rows: torch.Tensor) -> torch.Tensor:
-        """(B, layers, hidden) float32 standardised states of the given training rows."""
-        return (self.values[rows.cpu()].float() - self.mean) / self.std
-
-
 class DistillationTrainer(Trainer):
     """A ``Trainer`` whose loss is ``alpha * CE + (1 - alpha) * T^2 * KL`` against a ``teacher_logits`` column.
 
     Without ``distill`` it trains on gold labels only (plain cross-entropy), which is how teachers are fine-tuned.
     With ``distill.hidden_weight`` / ``attention_weight`` it also matches intermediate layers of ``teacher_model``
-    (run in the loop under ``no_grad``), or with ``states`` its cached first-token states (a student with another,
+    (run in the loop under ``no_grad``), or with ``states`` its cached states (a student with another,
     aligned tokenizer: the teacher stays out of the loop); learned projections live on the student as
     ``distill_projections`` so they train and synchronise across processes with it, and are dropped before the
     student is saved.
     """
 
     def __init__(self, *args, distill: DistillConfig | None = None, teacher_model=None,
-                 layer_map: list[int] | None = None, states: CachedStates | None = None, **kwargs):
+                 layer_map: list[int] | None = None, states: CachedStates | CachedTokenStates | None = None,
+                 ema: EMACallback | None = None, **kwargs):
+        if ema is not None:  # first of the caller's callbacks: a checkpoint has its average before anything else runs
+            kwargs["callbacks"] = [ema, *(kwargs.get("callbacks") or [])]
         super().__init__(*args, **kwargs)
         self.distill, self.teacher_model, self.layer_map, self.states = distill, teacher_model, layer_map, states
+        self.ema = ema
         self.model_accepts_loss_kwargs = False  # our loss is a batch mean: let Trainer scale it for accumulation
         if teacher_model is not None:
             teacher_model.eval().requires_grad_(False)
@@ -205,16 +186,31 @@ class DistillationTrainer(Trainer):
             loss = loss + self._intermediate_loss(model, inputs, outputs, want_hidden, want_attention)
         return (loss, outputs) if return_outputs else loss
 
+    def evaluate(self, *args, **kwargs):
+        """Validation scores the averaged weights when there are any (so the checkpoint kept is chosen by them)."""
+        if self.ema is None or self.ema.shadow is None:
+            return super().evaluate(*args, **kwargs)
+        with self.ema.applied(self.model):
+            return super().evaluate(*args, **kwargs)
+
     def _state_loss(self, model, outputs, rows):
-        """MSE between the projected first-token state of each mapped student layer and the teacher's (cached,
-        standardised), averaged over layers."""
+        """MSE between each mapped student layer's projected states and the teacher's (cached, standardised) — the
+        first token's, or every token's — averaged over layers."""
         student = model.module if hasattr(model, "module") else model
-        targets = self.states.targets(rows).to(outputs.logits.device)
+        device = outputs.logits.device
+        if self.states.positions == "tokens":
+            hidden = outputs.hidden_states[1]
+            targets, mask = self.states.targets(rows, hidden.shape[1])
+            targets, mask = targets.to(device), mask.to(device)
+        else:
+            targets = self.states.targets(rows).to(device).unsqueeze(2)  # (B, layers, 1, H)
         loss = 0.0
         for i in range(len(self.layer_map)):  # student layer i + 1 learns teacher layer layer_map[i]
-            first = outputs.hidden_states[i + 1][:, :1].float()
-            loss = loss + hidden_mse(first, targets[:, i:i + 1], torch.ones_like(first[..., 0]),
-                                     student.distill_projections[i])
+            states = outputs.hidden_states[i + 1].float()
+            if self.states.positions == "first":
+                states = states[:, :1]
+                mask = torch.ones_like(states[..., 0])
+            loss = loss + hidden_mse(states, targets[:, i], mask, student.distill_projections[i])
         return self.distill.hidden_weight * loss / len(self.layer_map)
 
     def _intermediate_loss(self, model, inputs, outputs, want_hidden, want_attention):
@@ -291,7 +287,7 @@ def _resumable_checkpoint(folder: Path, setup: dict) -> str | None:
 
 
 def _intermediate_setup(model, teacher_model, distill: DistillConfig, name: str,
-                        states: CachedStates | None = None) -> list[int]:
+                        states: CachedStates | CachedTokenStates | None = None) -> list[int]:
     """The layer map of intermediate-layer distillation; adds the learned projections (student width -> teacher
     width) it needs to the student and makes both models return attention maps when they are matched."""
     if states is not None:  # standardised targets: a projection even at equal widths
@@ -319,11 +315,12 @@ def _intermediate_setup(model, teacher_model, distill: DistillConfig, name: str,
 
 def train(model, tokenizer, dataset, cfg: TrainConfig, output_dir: str | Path, seed: int, name: str,
           distill: DistillConfig | None = None, teacher_model=None, progress: Progress | None = None,
-          states: CachedStates | None = None):
+          states: CachedStates | CachedTokenStates | None = None):
     """Train ``model`` on ``dataset['train']``, pick the best checkpoint on ``dataset['validation']``, return it.
 
     ``dataset`` comes from :func:`tokenize`; with a ``teacher_logits`` column and ``distill`` it is distilled, and
-    with ``states`` (and a ``row`` column) it also matches the teacher's cached first-token states.
+    with ``states`` (and a ``row`` column) it also matches the teacher's cached states. With ``cfg.ema_decay`` the
+    averaged weights are validated, chosen and returned (:mod:`~compression.training.averaging`).
     """
     layer_map = (_intermediate_setup(model, teacher_model, distill, name, states)
                  if distill and distill.intermediate else None)
@@ -351,6 +348,7 @@ def train(model, tokenizer, dataset, cfg: TrainConfig, output_dir: str | Path, s
         model=model, args=args, train_dataset=dataset["train"], eval_dataset=dataset["validation"],
         processing_class=tokenizer, data_collator=Collator(tokenizer), compute_metrics=_accuracy,
         distill=distill, teacher_model=teacher_model, layer_map=layer_map, states=states,
+        ema=EMACallback(cfg.ema_decay) if cfg.ema_decay > 0 else None,
         callbacks=[ProgressCallback(progress, name)] if progress else None)
     if progress is not None:
         trainer.remove_callback(PrinterCallback)  # it would print every log dict
@@ -361,6 +359,8 @@ def train(model, tokenizer, dataset, cfg: TrainConfig, output_dir: str | Path, s
     trainer.train(resume_from_checkpoint=resume)
     # Accelerate patches forward() with autocast for mixed precision; the saved model must not keep that patch.
     best = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+    if trainer.ema is not None:  # the kept checkpoint was chosen by its average: that is the model
+        load_average(best, trainer.state.best_model_checkpoint)
     if hasattr(best, "distill_projections"):
         del best.distill_projections
     if distill is not None and distill.attention_weight > 0:

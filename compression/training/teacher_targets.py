@@ -1,5 +1,6 @@
-"""The teacher's outputs as data: logits, first-token states and labelled augmented/transfer texts, computed once
-per (teacher, texts) and cached on disk, so no training loop ever runs the teacher.
+"""The teacher's outputs as data: logits, hidden states (the first token's or every token's) and labelled
+augmented/transfer texts, computed once per (teacher, texts) and cached on disk, so no training loop ever runs the
+teacher.
 
 Every cache file has one key format (:func:`cache_path`): its kind, the teacher's content digest and max length,
 the digest of this module's code (and what it imports), then what the kind depends on (data, layers, texts, ...).
@@ -11,13 +12,15 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from compression.bundle.folder import load_bundle
 from compression.bundle.meta import bundle_digest, read_meta
-from compression.core.atomic import write_atomic
+from compression.core.atomic import temp_path, write_atomic
 from compression.core.config import TRANSFER_FIELDS
 from compression.core.digest import code_digest
 from compression.core.errors import failpoint
@@ -28,31 +31,31 @@ from compression.data.loading import SPLITS, LabeledData
 
 def teacher_logits(teacher_folder: str | Path, data: LabeledData, cache_dir: str | Path,
                    progress: Progress | None = None, layers: list[int] = (),
-                   known: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                   known: dict[str, np.ndarray] | None = None, tokens: bool = False) -> dict[str, np.ndarray]:
     """The teacher's logits on every split, computed once and cached by (teacher, data, max length) fingerprints.
 
-    With ``layers``, the same pass over the training split also caches the first token's state at those teacher
-    layers (see :func:`teacher_states`), so intermediate-layer distillation costs no second teacher pass. ``known``:
-    logits of some splits computed already by this teacher (its test evaluation), not computed again.
+    With ``layers``, the same pass over the training split also caches the teacher's states at those layers (the
+    first token's, or with ``tokens`` every token's; see :func:`teacher_states`), so intermediate-layer distillation
+    costs no second teacher pass. ``known``: logits of some splits computed already by this teacher (its test
+    evaluation), not computed again.
     """
 
     path = cache_path(cache_dir, "teacher-logits", teacher_folder, data.fingerprint)
     train_texts = texts_of(data.splits["train"])
-    states_path = states_cache_path(teacher_folder, train_texts, layers, cache_dir) if layers else None
-    if path.is_file() and (states_path is None or states_path.is_file()):
+    states_path = states_cache_path(teacher_folder, train_texts, layers, cache_dir, tokens) if layers else None
+    if path.exists() and (states_path is None or states_path.exists()):
         with np.load(path) as cached:
             if all(s in cached and len(cached[s]) == len(data.splits[s]) for s in SPLITS):
                 return {s: cached[s] for s in SPLITS}
     teacher = load_bundle(teacher_folder)
     out = {}
     for i, split in enumerate(SPLITS):
+        what = f"teacher logits on {split} ({len(data.splits[split]):,} texts)"
         if progress:
-            progress(i / len(SPLITS), f"teacher logits on {split} ({len(data.splits[split]):,} texts)"
-                                      + (f" and its states at layers {list(layers)}" if split == "train" and layers
-                                         else ""))
+            progress(i / len(SPLITS), what)
         if split == "train" and layers:
-            out[split], states = teacher.outputs(train_texts, batch_size=64, layers=layers)
-            save_cache(states_path, "states.before-cache", states=states, layers=np.asarray(layers))
+            report = (lambda f, m: progress((i + f) / len(SPLITS), m)) if progress else (lambda f, m: None)
+            out[split] = _label(teacher, train_texts, report, what, layers, cache_dir, tokens)
         elif known and split in known and len(known[split]) == len(data.splits[split]):
             out[split] = known[split]
         else:
@@ -61,10 +64,12 @@ def teacher_logits(teacher_folder: str | Path, data: LabeledData, cache_dir: str
     return out
 
 
-def states_cache_path(teacher_folder, texts: list, layers, cache_dir) -> Path:
-    """Where the teacher's first-token states on ``texts`` at ``layers`` are cached (key: teacher content and max
-    length, layers, the code, the texts)."""
-
+def states_cache_path(teacher_folder, texts: list, layers, cache_dir, tokens: bool = False) -> Path:
+    """Where the teacher's states on ``texts`` at ``layers`` are cached (key: teacher content and max length,
+    layers, the code, the texts): an ``.npz`` of first-token states, or with ``tokens`` a folder of every token's."""
+    if tokens:
+        return cache_path(cache_dir, "teacher-token-states", teacher_folder, str(list(layers)),
+                          json.dumps(texts)).with_suffix("")
     return cache_path(cache_dir, "teacher-states", teacher_folder, str(list(layers)), json.dumps(texts))
 
 
@@ -79,21 +84,79 @@ def cache_path(cache_dir: str | Path, kind: str, teacher_folder: str | Path, *pa
 
 
 def teacher_states(teacher_folder: str | Path, texts: list, layers: list[int], cache_dir: str | Path,
-                   progress: Progress | None = None) -> np.ndarray:
+                   progress: Progress | None = None, tokens: bool = False):
     """The teacher's first-token state at each of ``layers`` (1-based) for every text: ``(len(texts), len(layers),
-    hidden)`` float16, cached by (teacher, max length, layers, texts). Read from the logits pass's cache when it
-    made them; otherwise one teacher pass over ``texts`` (e.g. augmented texts)."""
-    path = states_cache_path(teacher_folder, texts, layers, cache_dir)
-    if path.is_file():
+    hidden)`` float16; with ``tokens``, every token's (a :class:`TokenStates`). Cached by (teacher, max length,
+    layers, texts): read from the labelling pass's cache when it made them; otherwise one teacher pass over
+    ``texts``."""
+    path = states_cache_path(teacher_folder, texts, layers, cache_dir, tokens)
+    if tokens and path.is_dir():
+        found = TokenStates.open(path)
+        if len(found) == len(texts):
+            return found
+    elif path.is_file():
         with np.load(path, allow_pickle=False) as cached:
             if len(cached["states"]) == len(texts):
                 return cached["states"]
+    _label(load_bundle(teacher_folder), texts, progress or (lambda f, m: None), "teacher states", layers,
+           cache_dir, tokens)
+    if tokens:
+        return TokenStates.open(path)
+    with np.load(path, allow_pickle=False) as cached:
+        return cached["states"]
 
-    if progress:
-        progress(0.0, f"teacher states on {len(texts):,} texts at layers {list(layers)}")
-    states = load_bundle(teacher_folder).outputs(texts, batch_size=64, layers=layers)[1]
-    save_cache(path, "states.before-cache", states=states, layers=np.asarray(layers))
-    return states
+
+@dataclasses.dataclass(frozen=True)
+class TokenStates:
+    """Every token's teacher states for a list of texts, memory-mapped: text ``i`` owns rows
+    ``offsets[i]:offsets[i + 1]`` of ``values`` (tokens, layers, hidden) float16."""
+
+    values: np.ndarray
+    offsets: np.ndarray
+    layers: tuple[int, ...]
+
+    @classmethod
+    def open(cls, folder: Path) -> "TokenStates":
+        meta = json.loads((folder / "meta.json").read_text())
+        offsets = np.load(folder / "offsets.npy", allow_pickle=False)
+        values = np.memmap(folder / "values.f16", dtype=np.float16, mode="r",
+                           shape=(int(offsets[-1]), len(meta["layers"]), meta["hidden"]))
+        return cls(values, offsets, tuple(meta["layers"]))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def first(self) -> np.ndarray:
+        """(texts, layers, hidden): the first token's states, as the first-token cache holds them."""
+        return np.asarray(self.values[self.offsets[:-1]])
+
+    def rows(self, i: int) -> np.ndarray:
+        return self.values[self.offsets[i]:self.offsets[i + 1]]
+
+
+class _TokenStatesWriter:
+    """Writes :class:`TokenStates` chunk by chunk (nothing of the size of the whole held in memory) into a temp
+    folder that is renamed into place when complete: readers never see a half-written cache."""
+
+    def __init__(self, folder: Path, layers, hidden: int):
+        self.folder, self.temp, self.layers, self.hidden = folder, temp_path(folder), list(layers), hidden
+        shutil.rmtree(self.temp, ignore_errors=True)
+        self.temp.mkdir(parents=True)
+        self.file = open(self.temp / "values.f16", "wb")
+        self.lengths: list[int] = []
+
+    def write(self, chunk: list[np.ndarray]) -> None:
+        for states in chunk:
+            self.file.write(np.ascontiguousarray(states, dtype=np.float16).tobytes())
+            self.lengths.append(len(states))
+
+    def close(self) -> None:
+        self.file.close()
+        np.save(self.temp / "offsets.npy", np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64))
+        (self.temp / "meta.json").write_text(json.dumps({"layers": self.layers, "hidden": self.hidden}))
+        failpoint("states.before-cache")
+        shutil.rmtree(self.folder, ignore_errors=True)
+        os.replace(self.temp, self.folder)
 
 
 def save_cache(path: Path, point: str, **arrays: np.ndarray) -> None:
@@ -106,22 +169,30 @@ def save_cache(path: Path, point: str, **arrays: np.ndarray) -> None:
     write_atomic(path, buffer.getvalue(), before_replace=lambda: failpoint(point))
 
 
-def _label(teacher, texts: list[str], report: Progress, what: str, layers: list[int] = (),
-           cache_dir: str | Path | None = None) -> np.ndarray:
+def _label(teacher, texts: list, report: Progress, what: str, layers: list[int] = (),
+           cache_dir: str | Path | None = None, tokens: bool = False) -> np.ndarray:
     """The teacher's logits on ``texts``, in chunks with progress: one forward pass per text dominates the time.
-    With ``layers``, the same pass caches their first-token states in ``cache_dir`` (hidden-state distillation)."""
+    With ``layers``, the same pass caches their states in ``cache_dir`` (first token's, or with ``tokens`` every
+    token's, written as they come)."""
     logits = np.zeros((len(texts), len(teacher.labels)), dtype=np.float32)
-    states = np.zeros((len(texts), len(layers), teacher.model.config.hidden_size), dtype=np.float16) if layers else None
+    hidden = teacher.model.config.hidden_size if layers else 0
+    path = states_cache_path(teacher.folder, texts, layers, cache_dir, tokens) if layers else None
+    states = np.zeros((len(texts), len(layers), hidden), dtype=np.float16) if layers and not tokens else None
+    writer = _TokenStatesWriter(path, layers, hidden) if layers and tokens else None
     step = 2048
     for start in range(0, len(texts), step):
-        report(start / max(len(texts), 1), f"{what}: teacher labels {start:,}/{len(texts):,} new texts")
-        chunk = teacher.outputs(texts[start:start + step], batch_size=64, layers=layers)
+        report(start / max(len(texts), 1), f"{what}: teacher labels {start:,}/{len(texts):,} texts"
+                                           + (f" (and states at layers {list(layers)})" if layers else ""))
+        chunk = teacher.outputs(texts[start:start + step], batch_size=64, layers=layers, tokens=tokens)
         logits[start:start + step] = chunk[0]
-        if layers:
+        if writer is not None:
+            writer.write(chunk[1])
+        elif layers:
             states[start:start + step] = chunk[1]
-    if layers:
-        save_cache(states_cache_path(teacher.folder, texts, layers, cache_dir), "states.before-cache",
-                   states=states, layers=np.asarray(layers))
+    if writer is not None:
+        writer.close()
+    elif layers:
+        save_cache(path, "states.before-cache", states=states, layers=np.asarray(layers))
     return logits
 
 
@@ -130,7 +201,7 @@ def _joined(text) -> str:
 
 
 def teacher_transfer(teacher_folder: str | Path, texts: list[str], cache_dir: str | Path,
-                     progress: Progress | None = None, layers: list[int] = ()) -> np.ndarray:
+                     progress: Progress | None = None, layers: list[int] = (), tokens: bool = False) -> np.ndarray:
     """The teacher's logits on a transfer set's ``texts``, cached on disk (key: teacher content and max length, the
     texts, the lab's version); with ``layers`` their first-token states too, from the same pass."""
 
@@ -138,14 +209,15 @@ def teacher_transfer(teacher_folder: str | Path, texts: list[str], cache_dir: st
     if path.is_file():
         with np.load(path, allow_pickle=False) as cached:
             return cached["logits"]
-    logits = _label(load_bundle(teacher_folder), texts, progress or (lambda f, m: None), "transfer", layers, cache_dir)
+    logits = _label(load_bundle(teacher_folder), texts, progress or (lambda f, m: None), "transfer", layers, cache_dir,
+                    tokens)
     save_cache(path, "transfer.before-cache", logits=logits)
     return logits
 
 
 def teacher_augmented(teacher_folder: str | Path, train_texts: list[str], cfg, seed: int, cache_dir: str | Path,
                       progress: Progress | None = None, other_texts: list[str] = (),
-                      layers: list[int] = ()) -> tuple[list[str], np.ndarray]:
+                      layers: list[int] = (), tokens: bool = False) -> tuple[list[str], np.ndarray]:
     """Augmented texts and the teacher's logits on them (with ``layers``, their first-token states from the same
     pass), cached on disk.
 
@@ -170,7 +242,7 @@ def teacher_augmented(teacher_folder: str | Path, train_texts: list[str], cfg, s
     embeddings = teacher.model.get_input_embeddings().weight.detach().float().numpy()
     neighbours = embedding_neighbours(embeddings, words, wanted, cfg.neighbours)
     texts = augment_texts(chosen, neighbours, cfg.copies, cfg.replace, seed, avoid=set(other_texts))
-    logits = _label(teacher, texts, report, "augment", layers, cache_dir)
+    logits = _label(teacher, texts, report, "augment", layers, cache_dir, tokens)
     # Texts as UTF-8 JSON bytes: a fixed-width numpy string array would take rows x longest text x 4 bytes.
     save_cache(path, "augment.before-cache", texts=np.frombuffer(json.dumps(texts).encode(), dtype=np.uint8),
                logits=logits)

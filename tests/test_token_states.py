@@ -218,7 +218,7 @@ def test_build_distills_every_tokens_states_and_the_first_token_from_one_cache(t
     result = run_cli("build", str(recipe), "--store", str(tmp_path / "store"))
     assert result.returncode == 0, result.stderr[-3000:]
     log = result.stdout + result.stderr
-    assert "every token states at layers [2]" in log and "MB on disk (fp16)" in log, log
+    assert "every token's states at layers [2]" in log and "MB on disk (fp16)" in log, log
     assert "tokens: token alignment with the teacher: 200 texts, 0 tokenized differently" in log, log
     assert "learns the teacher's every token's states at layers [2]" in log, log
     assert "learns the teacher's first-token states at layers [2]" in log, log

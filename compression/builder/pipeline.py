@@ -150,7 +150,8 @@ def _logits(b: BuildState) -> None:
         path = states_cache_path(teacher, texts_of(b.data.splits["train"]), b.cached_layers, b.store.root / "cache",
                                  b.cached_tokens)
         size = sum(f.stat().st_size for f in path.iterdir()) if path.is_dir() else path.stat().st_size
-        states = (f"; {'every token' if b.cached_tokens else 'first-token'} states at layers {b.cached_layers}: "
+        which = "every token's" if b.cached_tokens else "first-token"
+        states = (f"; {which} states at layers {b.cached_layers}: "
                   f"{size / 1e6:,.1f} MB on disk (fp16)")
     b.report("logits", 1, f"teacher logits ready ({time.perf_counter() - t:.1f} s){states}")
 

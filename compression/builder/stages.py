@@ -14,6 +14,7 @@ from pathlib import Path
 
 from compression.builder.state import BuildState
 from compression.bundle.folder import load_bundle, save_bundle
+from compression.bundle.pooling import pooled
 from compression.core import registry as techniques
 from compression.core.config import PRUNE_TARGETS
 from compression.core.digest import code_digest, fingerprint
@@ -33,6 +34,7 @@ def teacher(b: BuildState) -> None:
     cfg, data = b.recipe.teacher, b.data
     b.report("teacher", 0, f"loading teacher {cfg.model}")
     tokenizer, model = load_tokenizer_and_model(cfg.model, data.labels)
+    model = pooled(model)  # a lab bundle as the teacher keeps the pooling it learned with
     timings = {}
     if cfg.train is not None:
         t = time.perf_counter()
@@ -133,6 +135,7 @@ def student(b: BuildState, cfg) -> None:
     teacher_dir = b.folders[b.recipe.teacher.name]
     b.report(cfg.name, 0, f"{cfg.name}: building student ({cfg.init}{' of ' + cfg.model if cfg.model else ''})")
     tokenizer, model = techniques.get(cfg.init, "student").apply(cfg, teacher_dir, b.data.labels)
+    model = pooled(model, cfg.pooling)
     teacher_model, states, extra = None, None, {}
     if cfg.name in b.state_layers:
         states, extra["hidden_states"] = cached_states(b, cfg, tokenizer)
@@ -167,8 +170,8 @@ def teacher_in_loop(cfg, tokenizer, teacher_dir):
 
     if not shares_tokenizer(tokenizer, AutoTokenizer.from_pretrained(teacher_dir, trust_remote_code=False)):
         raise attention_refusal(cfg)
-    return AutoModelForSequenceClassification.from_pretrained(teacher_dir, trust_remote_code=False,
-                                                              use_safetensors=True)
+    return pooled(AutoModelForSequenceClassification.from_pretrained(teacher_dir, trust_remote_code=False,
+                                                                     use_safetensors=True))
 
 
 def cached_states(b: BuildState, cfg, tokenizer):

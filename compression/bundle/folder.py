@@ -33,6 +33,7 @@ from compression.bundle.meta import (
     file_hashes,
     read_meta,
 )
+from compression.bundle.pooling import pooled, pooling_of
 from compression.core import registry as techniques
 from compression.core.errors import LabError, failpoint
 from compression.core.hardware import package_versions
@@ -265,6 +266,8 @@ def save_bundle(model, tokenizer, folder: str | Path, *, name: str, kind: str, l
                     versions=package_versions("torch", "transformers", "safetensors"), **(extra or {}))
         if pair:
             meta["pair"] = list(pair)
+        if pooling_of(model) != "first":  # config.json holds it too; here for cards and `inspect`
+            meta["pooling"] = pooling_of(model)
         runner = _load_runner(tmp, meta) if onnx_file is not None else model
         texts = PROBE_PAIRS if pair else PROBE_TEXTS
         probe = Bundle(tmp, meta, tokenizer, runner).logits(texts)
@@ -332,8 +335,8 @@ def _load_runner(folder: Path, meta: dict):
         return decode_weights(skeleton(folder, weights), folder).eval()
     from transformers import AutoModelForSequenceClassification
 
-    return AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=False, use_safetensors=True,
-                                                              dtype="auto").eval()
+    return pooled(AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=False,
+                                                                     use_safetensors=True, dtype="auto")).eval()
 
 
 def skeleton(folder: Path, weights: dict):
@@ -344,8 +347,8 @@ def skeleton(folder: Path, weights: dict):
 
     from compression.bundle.shapes import apply_structure
 
-    model = AutoModelForSequenceClassification.from_config(
-        AutoConfig.from_pretrained(folder, trust_remote_code=False)).float()
+    model = pooled(AutoModelForSequenceClassification.from_config(
+        AutoConfig.from_pretrained(folder, trust_remote_code=False)).float())
     if weights.get("structure"):
         apply_structure(model, weights["structure"])
     if weights.get("dtype") in ("bfloat16", "float16"):

@@ -241,12 +241,17 @@ class StudentConfig(_Step):
     layers: list[int] | None = field(default=None, metadata={
         "help": "0-based layers to keep for *-layers; every other layer when omitted"})
     max_length: int = 128
+    pooling: Literal["first", "mean"] = field(default="first", metadata={
+        "help": "what the classifier head reads: first = the first token's last state (BERT's own head); mean = "
+                "the mean of the real tokens' last states, as all-MiniLM-L6-v2 was trained (BERT-architecture "
+                "students; recorded in the bundle's config.json, honoured by every runtime)"})
     distill: DistillConfig = field(default_factory=DistillConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     options: Any = field(default=None, metadata=OPTIONS_HELP)
 
     def __post_init__(self):
         _check(8 <= self.max_length <= 512, "max_length", self.max_length, "8..512")
+        _check(self.pooling in ("first", "mean"), "pooling", self.pooling, "first or mean")
         super().__post_init__()
 
 

@@ -161,7 +161,8 @@ def model_card(row: dict, rows: list[dict], recipe: dict) -> str:
              f"p50 {_fmt(row.get('latency_p50_ms'), '.2f')} ms, p95 {_fmt(row.get('latency_p95_ms'), '.2f')} ms at "
              f"batch 1. Measured on: {_provenance(row.get('provenance'))}.", "",
              *[f"> ⚠ {w}\n" for w in row.get("warnings") or []],
-             "## How to load", "", _load_snippet(row["name"], fmt, bundle.get("pair")), ""]
+             "## How to load", "",
+             _load_snippet(row["name"], fmt, bundle.get("pair"), bundle.get("pooling", "first")), ""]
     return "\n".join(lines)
 
 
@@ -186,13 +187,17 @@ def _code(text: str) -> str:
     return text if text.startswith("a local") else f"`{text}`"
 
 
-def _load_snippet(name: str, fmt: str, pair: list[str] | None = None) -> str:
+def _load_snippet(name: str, fmt: str, pair: list[str] | None = None, pooling: str = "first") -> str:
     example = ('("The company said profits rose.", "Profits went up, the company said.")' if pair
                else '"a gripping, beautifully acted film"')
     common = ("```python\nfrom compression.bundle import load_bundle  # the BERT Compression Lab (requirements.txt)"
               f"\n\nbundle = load_bundle(\"bundles/{name}\")\n"
               f"print(bundle.predict([{example}]))" + ("  # one (first, second) tuple per pair" if pair else "")
               + "\n```")
+    if fmt == "hf" and pooling == "mean":
+        return (common + "\n\nIts head reads the **mean** of the tokens' last states (`lab_pooling` in "
+                "`config.json`): `transformers`' `AutoModelForSequenceClassification` would read the first token "
+                "instead and answer wrongly, so load it with the lab.")
     if fmt == "hf":
         tokenize = ("\n\nGive it both texts of a pair at once: `tokenizer(first, second, return_tensors=\"pt\")`."
                     if pair else "")

@@ -69,6 +69,32 @@ def test_token_states_are_cached_in_the_logits_pass(tiny_teacher, tiny_data, tmp
     np.testing.assert_allclose(states.first().astype(np.float32), firsts.astype(np.float32), atol=2e-2)
 
 
+def test_labelling_passes_run_in_bf16_where_the_cpu_has_it(tiny_teacher, tiny_data, tmp_path, monkeypatch):
+    """Where the CPU computes bf16 natively the labelling passes run under bf16 autocast (and say so); the targets
+    stay close to fp32's and the teacher's scored splits stay fp32."""
+    import compression.training.teacher_targets as teacher_targets
+
+    data = load_data(DataConfig(source=str(tiny_data)))
+    texts = list(data.splits["train"]["text"])
+    fp32 = teacher_logits(tiny_teacher, data, tmp_path / "fp32", layers=[1, 2])
+    monkeypatch.setattr(teacher_targets, "labelling_bf16", lambda: True)
+    teacher = load_bundle(tiny_teacher)
+    calls, messages = [], []
+    outputs = type(teacher).outputs
+    monkeypatch.setattr(type(teacher), "outputs", lambda self, *a, **k: calls.append(k.get("bf16"))
+                        or outputs(self, *a, **k))
+    bf16 = teacher_logits(tiny_teacher, data, tmp_path / "bf16", lambda f, m: messages.append(m), layers=[1, 2])
+    assert calls and set(calls[:-2]) == {True} and calls[-2:] == [None, None]  # train in bf16; validation, test fp32
+    assert any(m.endswith(" in bf16") for m in messages), messages
+    np.testing.assert_array_equal(bf16["test"], fp32["test"])
+    assert not np.array_equal(bf16["train"], fp32["train"])  # it did run in bf16 ...
+    np.testing.assert_allclose(bf16["train"], fp32["train"], atol=0.1)  # ... and stayed close
+    assert (bf16["train"].argmax(1) == fp32["train"].argmax(1)).mean() > 0.95
+    states = teacher_states(tiny_teacher, texts, [1, 2], tmp_path / "bf16")
+    np.testing.assert_allclose(states.astype(np.float32), teacher_states(tiny_teacher, texts, [1, 2], tmp_path / "fp32")
+                               .astype(np.float32), atol=0.15)
+
+
 def _token_states(folder, lengths, layers=(4, 8), hidden=6, seed=0, scale=1.0):
     rng = np.random.default_rng(seed)
     writer = _TokenStatesWriter(folder, list(layers), hidden)

@@ -141,13 +141,13 @@ class Bundle:
         and truncated to max_length (a pair shares it, longest text first)."""
         return self.outputs(texts, batch_size)[0]
 
-    def outputs(self, texts, batch_size: int = 32, layers: list[int] = (), tokens: bool = False):
+    def outputs(self, texts, batch_size: int = 32, layers: list[int] = (), tokens: bool = False, bf16=False):
         """Logits as :meth:`logits`, and with ``layers`` (1-based hidden-state indices) the first token's state at
         each of them: ``(len(texts), len(layers), hidden)`` float16, from the same forward pass (eager torch).
 
         With ``tokens``, every real token's states instead: one ``(tokens, len(layers), hidden)`` float16 array per
         text. A pair laid out ``<s> A </s></s> B </s>`` loses its doubled separator, so its positions are those of
-        ``[CLS] A [SEP] B [SEP]``."""
+        ``[CLS] A [SEP] B [SEP]``. ``bf16``: run eagerly under bf16 autocast (see training/teacher_targets.py)."""
         import numpy as np
         import torch
 
@@ -163,9 +163,9 @@ class Bundle:
         # Batch texts of similar length together: far less padding, same logits.
         order = sorted(range(len(texts)), key=lambda i: char_length(texts[i]))
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        onnx = self.onnx
-        run = None if onnx or layers else self._torch_runner()
-        with torch.inference_mode():
+        onnx, bf16 = self.onnx, bf16 and not self.onnx
+        run = None if onnx or layers or bf16 else self._torch_runner()
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             for start in range(0, len(texts), batch_size):
                 index = order[start:start + batch_size]
                 with self._tokenizer_lock:

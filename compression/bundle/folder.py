@@ -266,7 +266,7 @@ def save_bundle(model, tokenizer, folder: str | Path, *, name: str, kind: str, l
                     versions=package_versions("torch", "transformers", "safetensors"), **(extra or {}))
         if pair:
             meta["pair"] = list(pair)
-        if pooling_of(model) != "first":  # config.json holds it too; here for cards and `inspect`
+        if pooling_of(model) != "first":  # config.json holds it too; here for the model card
             meta["pooling"] = pooling_of(model)
         runner = _load_runner(tmp, meta) if onnx_file is not None else model
         texts = PROBE_PAIRS if pair else PROBE_TEXTS

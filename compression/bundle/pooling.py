@@ -32,14 +32,14 @@ def pooled(model, pooling: str | None = None):
     pooling = pooling or pooling_of(model)
     if pooling not in POOLINGS:
         raise LabError(f"pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
-    if pooling == "mean" and not isinstance(model, BertForSequenceClassification):
+    bert = type(model) in (BertForSequenceClassification, mean_pooled_class())
+    if pooling == "mean" and not bert:
         raise LabError(f"pooling: mean is built for BERT-architecture classifiers (BERT, MiniLM); "
                        f"{type(model).__name__} reads its first token (pooling: first)")
-    if pooling == "first" and CONFIG_KEY not in vars(model.config):
-        return model  # transformers' own model, untouched
-    setattr(model.config, CONFIG_KEY, pooling)
-    # Same modules and weights: only the forward differs.
-    model.__class__ = mean_pooled_class() if pooling == "mean" else BertForSequenceClassification
+    if pooling == "mean" or CONFIG_KEY in vars(model.config):  # transformers' own models stay untouched
+        setattr(model.config, CONFIG_KEY, pooling)
+    if bert:  # same modules and weights: only the forward differs
+        model.__class__ = mean_pooled_class() if pooling == "mean" else BertForSequenceClassification
     return model
 
 

@@ -12,7 +12,7 @@ from compression.core.config import DataConfig, DistillConfig, StudentConfig, Tr
 from compression.core.errors import LabError
 from compression.data.loading import load_data
 from compression.data.sources import load_tokenizer_and_model
-from compression.training.distill import build_student, keep_layers, shares_tokenizer, tokenize, train
+from compression.training.distill import build_student, curve_advice, keep_layers, shares_tokenizer, tokenize, train
 from compression.training.teacher_targets import teacher_logits
 
 from .conftest import ROOT, make_tiny_backbone, run_cli, run_main
@@ -87,6 +87,18 @@ def test_distillation_raises_agreement_across_vocabularies(teacher_dir, data, tm
                     name="s", distill=cfg.distill)
     after = agreement(student)
     assert after > before and after >= 0.85, (before, after)
+
+
+def test_curve_advice_reads_the_validation_curve():
+    rising = [(100, 0.90), (200, 0.904), (300, 0.911), (400, 0.915)]  # the last SST-2 build's tuning curve, in shape
+    assert curve_advice("s", rising, 400) == ("s: validation accuracy still rising at the end "
+                                              "(90.4 -> 91.1 -> 91.5 %): more epochs may pay")
+    early = [(100, 0.90), (200, 0.93), (300, 0.92), (400, 0.925)]
+    assert "peaked at step 200 of 400" in curve_advice("s", early, 400)
+    tied = [(100, 0.90), (200, 0.93), (300, 0.93), (400, 0.91)]  # the Trainer keeps the first of tied maxima
+    assert "peaked at step 200" in curve_advice("s", tied, 400)
+    assert curve_advice("s", [(100, 0.90), (200, 0.91), (300, 0.93), (400, 0.92)], 400) is None  # late peak: fine
+    assert curve_advice("s", [(100, 0.90), (200, 0.95), (300, 0.91)], 300) is None  # too few points to tell
 
 
 @pytest.mark.parametrize("teacher_width", [48, 32], ids=["wider-teacher-projected", "same-width-unprojected"])

@@ -258,6 +258,21 @@ class ProgressCallback(TrainerCallback):
                           f"{self.name}: validation accuracy {metrics['eval_accuracy']:.4f} at step {state.global_step}")
 
 
+def curve_advice(name: str, curve: list[tuple[int, float]], total: int) -> str | None:
+    """What the validation curve ``[(step, accuracy), ...]`` of a finished training says about its length: best at
+    its last evaluation (still rising: more epochs may pay), or peaked in its first half (fewer would do)."""
+    if len(curve) < 4:
+        return None
+    shown = " -> ".join(f"{100 * acc:.1f}" for _, acc in curve[-3:])
+    if curve[-1][1] > max(acc for _, acc in curve[:-1]):
+        return f"{name}: validation accuracy still rising at the end ({shown} %): more epochs may pay"
+    best_step = max(curve, key=lambda point: point[1])[0]  # the first of tied maxima, as the Trainer keeps it
+    if best_step <= total / 2:
+        return (f"{name}: validation accuracy peaked at step {best_step} of {total} (last three {shown} %): "
+                f"fewer epochs would do")
+    return None
+
+
 def _accuracy(eval_pred) -> dict:
     logits, labels = eval_pred
     logits = logits[0] if isinstance(logits, tuple) else logits
@@ -357,6 +372,10 @@ def train(model, tokenizer, dataset, cfg: TrainConfig, output_dir: str | Path, s
     if resume is not None and progress is not None:
         progress(0.0, f"{name}: resuming from {Path(resume).name} (an earlier build stopped part-way)")
     trainer.train(resume_from_checkpoint=resume)
+    curve = [(h["step"], h["eval_accuracy"]) for h in trainer.state.log_history if "eval_accuracy" in h]
+    advice = curve_advice(name, curve, trainer.state.max_steps)
+    if advice and progress is not None:
+        progress(1.0, advice)
     # Accelerate patches forward() with autocast for mixed precision; the saved model must not keep that patch.
     best = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
     if trainer.ema is not None:  # the kept checkpoint was chosen by its average: that is the model

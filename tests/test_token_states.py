@@ -4,6 +4,7 @@ averaging (EMA): validated, chosen, saved with every checkpoint and resumed."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -254,3 +255,33 @@ def test_build_distills_every_tokens_states_and_the_first_token_from_one_cache(t
                                       .stdout.splitlines())}
     assert load_bundle(rows["tokens"]["bundle"]).meta["hidden_states"]["positions"] == "every token"
     assert load_bundle(rows["first"]["bundle"]).meta["hidden_states"]["positions"] == "first token"
+
+
+
+def test_select_by_int8_keeps_the_checkpoint_whose_int8_copy_validates_best(tiny_data, tmp_path):
+    """Every validation scores the int8 copy too; the checkpoint kept is the first best by that score, and the
+    returned model's int8 copy scores it again."""
+    from compression.training.int8_validation import int8_accuracy, int8_copy
+
+    backbone = make_tiny_backbone(tmp_path / "m", heads=4)
+    data = load_data(DataConfig(source=str(tiny_data)))
+    cfg = TrainConfig(epochs=4, evals_per_epoch=2, select_by="int8", **FAST)
+    tokenizer, model = load_tokenizer_and_model(str(backbone), data.labels)
+    messages = []
+    trained = train(model, tokenizer, tokenize(data, tokenizer, 32), cfg, tmp_path / "w", seed=0, name="s",
+                    progress=lambda f, m: messages.append(m))
+    found = [re.search(r"at step (\d+) \(int8 ([\d.]+)\)", m) for m in messages]
+    curve = [(int(f[1]), float(f[2])) for f in found if f]
+    assert len(curve) >= 7  # 52 steps, a validation every 7
+    best_step, best = max(curve, key=lambda point: (point[1], -point[0]))  # the first of tied maxima
+    state = json.loads(next((tmp_path / "w").glob("checkpoint-*/trainer_state.json")).read_text())  # the kept one
+    assert state["best_model_checkpoint"].endswith(f"checkpoint-{best_step}")
+    assert state["best_metric"] == pytest.approx(best, abs=1e-4)
+    assert not any(type(m) is torch.nn.Linear for m in int8_copy(trained).modules())
+    texts, labels = list(data.splits["validation"]["text"]), list(data.splits["validation"]["label"])
+    batch = {**tokenizer(texts, padding=True, truncation=True, max_length=32, return_tensors="pt"),
+             "labels": torch.tensor(labels)}
+    # One batch instead of the Trainer's: int8 activation scales see other padding, so allow one text's difference.
+    assert int8_accuracy(trained, [batch]) == pytest.approx(state["best_metric"], abs=1.01 / len(texts))
+    with pytest.raises(ValueError, match="select_by"):
+        TrainConfig(select_by="f1")

@@ -83,7 +83,13 @@ class TrainConfig:
                 "moving average of the weights, updated after every step (its horizon, 1 / (1 - decay) steps, "
                 "should be well below the run's steps)"})
 
+    select_by: Literal["accuracy", "int8"] = field(default="accuracy", metadata={
+        "help": "the validation score that picks the checkpoint kept: accuracy = the model's own; int8 = its dynamic "
+                "int8 copy's, as this CPU runs it (for a student whose purpose is an int8 variant; one more "
+                "validation pass per evaluation)"})
+
     def __post_init__(self):
+        _check(self.select_by in ("accuracy", "int8"), "select_by", self.select_by, "accuracy or int8")
         _check(0 <= self.ema_decay < 1, "ema_decay", self.ema_decay, "0 (off) or 0 < decay < 1")
         _check(self.epochs > 0, "epochs", self.epochs, "a number > 0")
         _check(self.max_steps is None or self.max_steps >= 1, "max_steps", self.max_steps, ">= 1 or null")

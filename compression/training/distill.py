@@ -31,9 +31,11 @@ from compression.data.loading import SPLITS, LabeledData
 from compression.data.sources import resolve_model
 from compression.training.averaging import EMACallback, load_average
 from compression.training.cached_states import CachedStates, CachedTokenStates
+from compression.training.int8_validation import int8_accuracy
 from compression.training.losses import attention_kl, hidden_mse, kd_loss, uniform_layer_map
 
 Progress = Callable[[float, str], None]
+SELECTION = {"accuracy": "accuracy", "int8": "int8_accuracy"}  # train.select_by -> the metric that picks the checkpoint
 LAYER_KEY = re.compile(r"^(.*\.(?:layer|layers)\.)(\d+)(\..*)$")
 
 
@@ -155,12 +157,12 @@ class DistillationTrainer(Trainer):
 
     def __init__(self, *args, distill: DistillConfig | None = None, teacher_model=None,
                  layer_map: list[int] | None = None, states: CachedStates | CachedTokenStates | None = None,
-                 ema: EMACallback | None = None, **kwargs):
+                 ema: EMACallback | None = None, select_int8: bool = False, **kwargs):
         if ema is not None:  # first of the caller's callbacks: a checkpoint has its average before anything else runs
             kwargs["callbacks"] = [ema, *(kwargs.get("callbacks") or [])]
         super().__init__(*args, **kwargs)
         self.distill, self.teacher_model, self.layer_map, self.states = distill, teacher_model, layer_map, states
-        self.ema = ema
+        self.ema, self.select_int8 = ema, select_int8
         self.model_accepts_loss_kwargs = False  # our loss is a batch mean: let Trainer scale it for accumulation
         if teacher_model is not None:
             teacher_model.eval().requires_grad_(False)
@@ -192,6 +194,14 @@ class DistillationTrainer(Trainer):
             return super().evaluate(*args, **kwargs)
         with self.ema.applied(self.model):
             return super().evaluate(*args, **kwargs)
+
+    def evaluation_loop(self, dataloader, *args, metric_key_prefix="eval", **kwargs):
+        """With ``select_int8``, validation also scores the model's int8 copy (before scores are logged, compared)."""
+        output = super().evaluation_loop(dataloader, *args, metric_key_prefix=metric_key_prefix, **kwargs)
+        if self.select_int8:
+            output.metrics[f"{metric_key_prefix}_int8_accuracy"] = int8_accuracy(
+                self.model, dataloader, self.accelerator.gather_for_metrics)
+        return output
 
     def _state_loss(self, model, outputs, rows):
         """MSE between each mapped student layer's projected states and the teacher's (cached, standardised) — the
@@ -254,8 +264,9 @@ class ProgressCallback(TrainerCallback):
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if metrics and "eval_accuracy" in metrics:
-            self.progress(state.global_step / max(state.max_steps, 1),
-                          f"{self.name}: validation accuracy {metrics['eval_accuracy']:.4f} at step {state.global_step}")
+            int8 = f" (int8 {metrics['eval_int8_accuracy']:.4f})" if "eval_int8_accuracy" in metrics else ""
+            self.progress(state.global_step / max(state.max_steps, 1), f"{self.name}: validation accuracy "
+                          f"{metrics['eval_accuracy']:.4f} at step {state.global_step}{int8}")
 
 
 def curve_advice(name: str, curve: list[tuple[int, float]], total: int) -> str | None:
@@ -352,7 +363,7 @@ def train(model, tokenizer, dataset, cfg: TrainConfig, output_dir: str | Path, s
         weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_ratio, eval_strategy="steps", eval_steps=eval_every,
         # Full checkpoints (optimizer, scheduler, RNG) at every validation: a killed build resumes from the last one.
         save_strategy="steps", save_steps=eval_every, save_total_limit=1,
-        load_best_model_at_end=True, metric_for_best_model="accuracy", greater_is_better=True,
+        load_best_model_at_end=True, metric_for_best_model=SELECTION[cfg.select_by], greater_is_better=True,
         logging_steps=max(1, eval_every // 4), report_to="none", seed=seed, data_seed=seed,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         bf16=bf16_enabled(cfg.bf16), use_cpu=use_cpu, remove_unused_columns=False, label_names=["labels"],
@@ -363,7 +374,7 @@ def train(model, tokenizer, dataset, cfg: TrainConfig, output_dir: str | Path, s
         model=model, args=args, train_dataset=dataset["train"], eval_dataset=dataset["validation"],
         processing_class=tokenizer, data_collator=Collator(tokenizer), compute_metrics=_accuracy,
         distill=distill, teacher_model=teacher_model, layer_map=layer_map, states=states,
-        ema=EMACallback(cfg.ema_decay) if cfg.ema_decay > 0 else None,
+        ema=EMACallback(cfg.ema_decay) if cfg.ema_decay > 0 else None, select_int8=cfg.select_by == "int8",
         callbacks=[ProgressCallback(progress, name)] if progress else None)
     if progress is not None:
         trainer.remove_callback(PrinterCallback)  # it would print every log dict
@@ -372,7 +383,8 @@ def train(model, tokenizer, dataset, cfg: TrainConfig, output_dir: str | Path, s
     if resume is not None and progress is not None:
         progress(0.0, f"{name}: resuming from {Path(resume).name} (an earlier build stopped part-way)")
     trainer.train(resume_from_checkpoint=resume)
-    curve = [(h["step"], h["eval_accuracy"]) for h in trainer.state.log_history if "eval_accuracy" in h]
+    key = f"eval_{SELECTION[cfg.select_by]}"
+    curve = [(h["step"], h[key]) for h in trainer.state.log_history if key in h]
     advice = curve_advice(name, curve, trainer.state.max_steps)
     if advice and progress is not None:
         progress(1.0, advice)

@@ -152,16 +152,19 @@ def _recipe(path, tiny_data, tiny_model, students: str) -> str:
 
 def test_build_teacher_and_students_end_to_end(tiny_data, tiny_model, tmp_path):
     students = (
-        "  - {name: half, init: teacher-layers, max_length: 32, train: {epochs: 3, batch_size: 16, learning_rate: 0.003}}\n"
+        "  - {name: half, init: teacher-layers, max_length: 32, train: {epochs: 4, batch_size: 16, learning_rate: 0.003}}\n"
         f"  - {{name: one, init: pretrained-layers, model: {tiny_model}, layers: [0], max_length: 32,\n"
         "     distill: {alpha: 0.2, hidden_weight: 1.0, attention_weight: 1.0},\n"
         "     train: {epochs: 3, batch_size: 16, learning_rate: 0.003}}\n")
-    recipe = _recipe(tmp_path / "r.yaml", tiny_data, tiny_model, students)
+    again = students.splitlines(keepends=True)[1:]  # "one" once more, after it: a student is its recipe line's alone
+    recipe = _recipe(tmp_path / "r.yaml", tiny_data, tiny_model, students + "".join(again).replace("one,", "again,"))
     result = run_cli("build", recipe, "--store", str(tmp_path / "store"))
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {r["name"]: r for r in map(json.loads, run_main("list", "--json", "--store", str(tmp_path / "store"))
                                       .stdout.splitlines())}
-    assert set(rows) == {"teacher", "half", "one"}
+    assert set(rows) == {"teacher", "half", "one", "again"}
+    one, again = (load_bundle(rows[n]["bundle"]).model.state_dict() for n in ("one", "again"))
+    assert all(torch.equal(one[k], again[k]) for k in one)  # a new head starts from the seed, not where "half" left it
     assert rows["half"]["parent"] == "teacher" and rows["half"]["kind"] == "student"
     for row in rows.values():
         assert row["accuracy"] is not None and row["metrics"]["agreement"] is not None

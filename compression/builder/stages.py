@@ -29,10 +29,13 @@ from compression.evaluation.metrics import score_logits
 
 def teacher(b: BuildState) -> None:
     """Load (and fine-tune) the teacher, save, verify, evaluate and record it (the main process writes)."""
+    from transformers import set_seed
+
     from compression.training.distill import tokenize, train
 
     cfg, data = b.recipe.teacher, b.data
     b.report("teacher", 0, f"loading teacher {cfg.model}")
+    set_seed(b.recipe.seed)  # a new classifier head starts from the recipe's seed
     tokenizer, model = load_tokenizer_and_model(cfg.model, data.labels)
     model = pooled(model)  # a lab bundle as the teacher keeps the pooling it learned with
     timings = {}
@@ -129,11 +132,14 @@ def augment(b: BuildState) -> None:
 
 
 def student(b: BuildState, cfg) -> None:
+    from transformers import set_seed
+
     from compression.training.distill import tokenize, train
 
     training_data(b)
     teacher_dir = b.folders[b.recipe.teacher.name]
     b.report(cfg.name, 0, f"{cfg.name}: building student ({cfg.init}{' of ' + cfg.model if cfg.model else ''})")
+    set_seed(b.recipe.seed)  # its new head starts alike wherever the student stands in the recipe (and resumed)
     tokenizer, model = techniques.get(cfg.init, "student").apply(cfg, teacher_dir, b.data.labels)
     model = pooled(model, cfg.pooling)
     teacher_model, states, extra = None, None, {}

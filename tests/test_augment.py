@@ -16,6 +16,7 @@ from compression.data.augment import (
     new_texts,
     perturb,
     source_texts,
+    swapped_pairs,
     vocabulary_words,
 )
 from compression.training.teacher_targets import teacher_augmented, teacher_transfer
@@ -82,6 +83,12 @@ def test_source_texts_picks_long_texts_and_a_seeded_subset():
     assert len(subset) == 5 and set(subset) <= set(chosen) and subset == source_texts(texts, 8, 5, 0)
 
 
+def test_swapped_pairs_reorder_each_pair_once():
+    pairs = [("a cat", "a dog"), ("same", "same"), ("x", "y"), ("y", "x"), ("a cat", "a dog"), ("p", "q")]
+    assert swapped_pairs(pairs) == [("a dog", "a cat"), ("q", "p")]  # A == B, or a pair in both orders: nothing new
+    assert swapped_pairs(pairs, avoid={("a dog", "a cat")}) == [("q", "p")]  # e.g. a test pair: never in training
+
+
 def test_teacher_augmented_labels_new_texts_and_caches_them(tiny_teacher, tiny_data, tmp_path):
     train = [line.split("\t")[0] for line in (tiny_data / "train.tsv").read_text().splitlines()[1:]]
     cfg = AugmentConfig(copies=2, min_words=6, replace=0.4, neighbours=3)
@@ -115,6 +122,7 @@ def test_augment_key_records_transfer_settings_only_when_set():
     both = AugmentConfig(copies=0, transfer="more.tsv", exclude=["held.tsv"])
     assert both.key()["transfer"] == "more.tsv" and both.key()["exclude"] == ["held.tsv"]
     assert "max_transfer" not in both.key() and AugmentConfig(transfer="t", max_transfer=5).key()["max_transfer"] == 5
+    assert "swap" not in plain.key() and AugmentConfig(copies=0, swap=True).key()["swap"] is True
 
 
 def test_normal_form_ignores_case_spacing_punctuation_and_treebank_brackets():
@@ -201,3 +209,13 @@ def test_build_with_a_transfer_set_keeps_only_new_texts(tiny_data, tiny_model, t
     recipe.write_text(recipe.read_text().replace("exclude:", "max_transfer: 5, exclude:"))
     capped = run_cli("build", str(recipe), "--store", store)
     assert capped.returncode == 0 and "augment: 5 teacher-labelled texts join" in capped.stderr + capped.stdout
+
+
+def test_swap_is_refused_for_single_texts(tiny_data, tiny_model, tmp_path):
+    recipe = tmp_path / "swap.yaml"
+    recipe.write_text(f"name: swap\ndata: {{source: {tiny_data}}}\nteacher: {{model: {tiny_model}, max_length: 32}}\n"
+                      "students:\n  - {name: half, init: teacher-layers, max_length: 32}\n"
+                      "augment: {copies: 0, swap: true}\nbench: null\n")
+    result = run_cli("build", str(recipe), "--store", str(tmp_path / "store"))
+    assert result.returncode == 1 and "augment.swap reorders the two texts of a pair" in result.stderr
+    assert "Traceback" not in result.stderr and "loading teacher" not in result.stdout + result.stderr

@@ -14,6 +14,7 @@ from compression.bundle.folder import load_bundle
 from compression.core.config import DataConfig, DistillConfig, TrainConfig
 from compression.core.errors import LabError
 from compression.data.align import MAX_MISMATCH, alignment, check_alignment, id_map
+from compression.data.augment import swapped_pairs
 from compression.data.loading import load_data
 from compression.data.sources import load_tokenizer_and_model
 from compression.training.distill import CachedStates, tokenize, train
@@ -146,9 +147,9 @@ def _build(tmp_path, data, teacher, students: str, selection=None):
 
 def test_build_on_augmented_pairs_distills_first_token_states_across_tokenizers(tiny_pair_data, tiny_model,
                                                                                 shifted, tmp_path):
-    """A pair task with teacher-labelled copies of its pairs: the student (another, aligned tokenizer) learns the
-    teacher's first-token states of every training pair, the data's from the logits pass and the copies' from their
-    labelling pass. Checkpoints are chosen on a selection set's tuning half; every variant is scored on its
+    """A pair task with teacher-labelled swapped pairs and copies of its pairs: the student (another, aligned
+    tokenizer) learns the teacher's first-token states of every training pair, the data's from the logits pass and
+    the new pairs' from their labelling pass. Checkpoints are chosen on a selection set's tuning half; every variant is scored on its
     reporting half (tests/test_selection.py covers the split itself)."""
     test = set((tiny_pair_data / "test.tsv").read_text().splitlines())
     selection = tmp_path / "selection.tsv"
@@ -157,25 +158,30 @@ def test_build_on_augmented_pairs_distills_first_token_states_across_tokenizers(
     result = _build(tmp_path, tiny_pair_data, tiny_model,
                     f"  - {{name: s, model: {shifted}, max_length: 32, distill: {{hidden_weight: 1.0}},\n"
                     f"     train: {{epochs: 2, batch_size: 16, learning_rate: 3.0e-3}}}}\n"
-                    "augment: {copies: 1, min_words: 3, replace: 0.5, neighbours: 3}\n", selection=selection)
+                    "augment: {copies: 1, swap: true, min_words: 3, replace: 0.5, neighbours: 3}\n",
+                    selection=selection)
     assert result.returncode == 0, result.stderr[-3000:]
     log = result.stdout + result.stderr
     reporting = len(selection.read_text().splitlines()) - 1 - (len(selection.read_text().splitlines()) - 1) // 2
     assert f"reporting half ({reporting}) is scored as held-out" in log, log
     assert "first-token states at layers [2]" in log and "MB on disk" in log, log
-    copies = int(re.search(r"augment: ([\d,]+) teacher-labelled texts join the 240 training texts", log)[1])
-    assert 100 <= copies <= 240
-    assert (f"token alignment with the teacher: {240 + copies} texts, 0 tokenized differently (0.00 %)" in log), log
+    train = [tuple(line.split("\t")[:2]) for line in (tiny_pair_data / "train.tsv").read_text().splitlines()[1:]]
+    evaluated = {tuple(line.split("\t")[:2]) for line in test | set(selection.read_text().splitlines())}
+    swapped = swapped_pairs(train, avoid=evaluated)
+    extra = int(re.search(r"augment: ([\d,]+) teacher-labelled texts join the 240 training texts", log)[1])
+    assert 200 <= len(swapped) <= 240 and 100 <= extra - len(swapped) <= 240  # the swapped pairs, then the copies
+    assert (f"token alignment with the teacher: {240 + extra} texts, 0 tokenized differently (0.00 %)" in log), log
     cache = tmp_path / "store" / "cache"
     assert len(list(cache.glob("teacher-states-*.npz"))) == 2  # the data's pairs, the copies
     with np.load(next(cache.glob("augmented-*.npz"))) as saved:
         pairs = json.loads(saved["texts"].tobytes().decode())
-    assert len(pairs) == copies and all(isinstance(p, list) and len(p) == 2 and all(p) for p in pairs)
+    assert len(pairs) == extra and all(isinstance(p, list) and len(p) == 2 and all(p) for p in pairs)
+    assert pairs[:len(swapped)] == [list(p) for p in swapped]
     rows = {r["name"]: r for r in map(json.loads, run_main("list", "--json", "--store", str(tmp_path / "store"))
                                       .stdout.splitlines())}
     bundle = load_bundle(rows["s"]["bundle"])
     assert bundle.pair and bundle.meta["hidden_states"] == {
-        "alignment": {"texts": 240 + copies, "mismatched": 0}, "positions": "first token", "layer_map": [2]}
+        "alignment": {"texts": 240 + extra, "mismatched": 0}, "positions": "first token", "layer_map": [2]}
     assert not any("distill_projections" in k for k in bundle.model.state_dict())
     for row in rows.values():
         low, high = row["heldout_accuracy_ci"]

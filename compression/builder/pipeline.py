@@ -87,6 +87,9 @@ def _data(b: BuildState, data_dir) -> None:
             raise LabError(f"{b.recipe.data.source} is a pair task ({' + '.join(b.data.pair)}): a transfer set "
                            f"holds single texts; remove augment.transfer from the recipe (perturbed copies of the "
                            f"training pairs, augment.copies, work on pairs)")
+        if not b.data.pair and b.recipe.augment is not None and b.recipe.augment.swap:
+            raise LabError(f"{b.recipe.data.source} holds single texts: augment.swap reorders the two texts of a "
+                           f"pair; remove it from the recipe")
         if b.recipe.augment is not None and b.recipe.augment.transfer:
             stages.transfer_texts(b, data_dir)
     if b.procs.main:  # the examples every variant's test predictions refer to, kept once per data digest

@@ -95,8 +95,8 @@ def evaluated_texts(data) -> list[str]:
 
 
 def augment(b: BuildState) -> None:
-    """Teacher-labelled texts appended to the training split: perturbed copies of the longer training texts and
-    the transfer set's new texts."""
+    """Teacher-labelled texts appended to the training split: swapped training pairs, perturbed copies of the
+    longer training texts and the transfer set's new texts."""
     import numpy as np
     from datasets import Dataset, DatasetDict, concatenate_datasets
 
@@ -107,7 +107,7 @@ def augment(b: BuildState) -> None:
     teacher = b.folders[b.recipe.teacher.name]
     texts, logits = [], np.zeros((0, len(b.data.labels)), dtype=np.float32)
     with b.procs.main_first():  # main computes and caches; the others then read the cache
-        if cfg.copies:
+        if cfg.copies or cfg.swap:
             texts, logits = teacher_augmented(teacher, texts_of(train), cfg, b.recipe.seed, b.store.root / "cache",
                                               lambda f, m: b.report("augment", f, m, log=False),
                                               other_texts=evaluated_texts(b.data), layers=b.cached_layers,
@@ -121,7 +121,7 @@ def augment(b: BuildState) -> None:
                                                               tokens=b.cached_tokens)])
             b.extra_texts.append(b.transfer_texts)
     columns = {"text": texts}
-    if b.data.pair:  # copies of pairs
+    if b.data.pair:  # swapped pairs, copies of pairs
         columns = {"text": [a for a, _ in texts], "text_pair": [second for _, second in texts]}
     extra = Dataset.from_dict({**columns, "label": logits.argmax(-1).tolist()}, features=train.features)
     b.train_data = dataclasses.replace(b.data, splits=DatasetDict({**b.data.splits,

@@ -173,6 +173,9 @@ class AugmentConfig:
         "help": "data references whose texts are also kept out of the transfer set (e.g. a held-out set)"})
     max_transfer: int | None = field(default=None, metadata={
         "help": "seeded subset of the transfer set's new texts (labelling costs one teacher pass per text)"})
+    swap: bool = field(default=False, metadata={
+        "help": "pair tasks: every training pair also in the other order (B, A), labelled by the teacher like the "
+                "copies (it says what a swapped pair is where the relation is not symmetric)"})
 
     def __post_init__(self):
         _check(self.copies >= 0, "copies", self.copies, "an integer >= 0")
@@ -180,8 +183,8 @@ class AugmentConfig:
             _check(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
         _check(self.max_texts is None or self.max_texts >= 1, "max_texts", self.max_texts, ">= 1 or null")
         _check(0 < self.replace <= 1, "replace", self.replace, "0 < replace <= 1")
-        _check(self.copies >= 1 or self.transfer is not None, "copies", self.copies, ">= 1 unless a transfer set "
-               "is given (otherwise augmentation adds nothing)")
+        _check(self.copies >= 1 or self.transfer is not None or self.swap, "copies", self.copies,
+               ">= 1 unless a transfer set or swap is given (otherwise augmentation adds nothing)")
         _check(self.transfer is None or bool(self.transfer.strip()), "transfer", self.transfer,
                "a non-empty data reference or null")
         _check(not self.exclude or self.transfer is not None, "exclude", self.exclude,
@@ -190,10 +193,10 @@ class AugmentConfig:
                self.max_transfer, "an integer >= 1 with a transfer set, or null")
 
     def key(self) -> dict:
-        """What a student's fingerprint records: the transfer settings only when set, so recipes written before
-        they existed keep their fingerprints."""
+        """What a student's fingerprint records: the transfer and swap settings only when set, so recipes written
+        before they existed keep their fingerprints."""
         out = dataclasses.asdict(self)
-        return {k: v for k, v in out.items() if k not in TRANSFER_FIELDS or v}
+        return {k: v for k, v in out.items() if k not in (*TRANSFER_FIELDS, "swap") or v}
 
 
 OPTIONS_HELP = {"help": "the method's own settings, written beside the step's other keys (e.g. sparsity: 0.5 for "

@@ -12,7 +12,9 @@ Only texts that are new are kept: one that largely repeats a training, validatio
 ``exclude`` set) is dropped, so no evaluated sentence reaches training under another spelling.
 
 Pair tasks (paraphrase, entailment) get perturbed copies of their pairs, both texts perturbed, labelled by the
-teacher the same way; a transfer set holds single texts, so it is refused for them.
+teacher the same way; a transfer set holds single texts, so it is refused for them. They can also get every pair in
+the other order (``swap``): a student reads ``[CLS] A [SEP] B [SEP]`` with segment ids, so (B, A) is new input to it,
+and paraphrase is symmetric; the teacher labels the swapped pairs like the copies.
 
 The word substitution is pure (text in, text out, seeded); the embedding neighbours are computed once per teacher.
 """
@@ -99,6 +101,18 @@ def augment_texts(texts: list, neighbours: dict[str, list[str]], copies: int, re
             if new not in seen:
                 seen.add(new)
                 out.append(new)
+    return out
+
+
+def swapped_pairs(pairs: list[tuple[str, str]], avoid: set | frozenset = frozenset()) -> list[tuple[str, str]]:
+    """Every pair in the other order, once; none that equals a pair of ``pairs`` (A == B, or both orders present)
+    or of ``avoid``."""
+    seen = set(pairs) | set(avoid)
+    out = []
+    for a, b in dict.fromkeys(pairs):
+        if (b, a) not in seen:
+            seen.add((b, a))
+            out.append((b, a))
     return out
 
 

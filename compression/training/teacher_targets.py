@@ -26,7 +26,14 @@ from compression.core.digest import code_digest
 from compression.core.errors import failpoint
 from compression.core.hardware import cpu_has_fast_bf16
 from compression.core.texts import texts_of
-from compression.data.augment import Progress, augment_texts, embedding_neighbours, source_texts, vocabulary_words
+from compression.data.augment import (
+    Progress,
+    augment_texts,
+    embedding_neighbours,
+    source_texts,
+    swapped_pairs,
+    vocabulary_words,
+)
 from compression.data.loading import SPLITS, LabeledData
 
 
@@ -229,8 +236,8 @@ def teacher_transfer(teacher_folder: str | Path, texts: list[str], cache_dir: st
 def teacher_augmented(teacher_folder: str | Path, train_texts: list[str], cfg, seed: int, cache_dir: str | Path,
                       progress: Progress | None = None, other_texts: list[str] = (),
                       layers: list[int] = (), tokens: bool = False) -> tuple[list[str], np.ndarray]:
-    """Augmented texts and the teacher's logits on them (with ``layers``, their first-token states from the same
-    pass), cached on disk.
+    """Augmented texts (the swapped training pairs, then the perturbed copies) and the teacher's logits on them
+    (with ``layers``, their states from the same pass), cached on disk.
 
     The cache key covers everything the result depends on: the teacher's content and max length, the training texts,
     the other splits' texts (copies equal to one are dropped), the config, the seed and the lab's version.
@@ -238,7 +245,7 @@ def teacher_augmented(teacher_folder: str | Path, train_texts: list[str], cfg, s
     """
 
     report = progress or (lambda f, m: None)
-    copy_settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in TRANSFER_FIELDS}
+    copy_settings = {k: v for k, v in cfg.key().items() if k not in TRANSFER_FIELDS}  # swap only when set
     path = cache_path(cache_dir, "augmented", teacher_folder, "\x1d".join(map(_joined, train_texts)),
                       "\x1d".join(map(_joined, other_texts)), str(sorted(copy_settings.items())), str(seed))
     if path.is_file():
@@ -246,16 +253,23 @@ def teacher_augmented(teacher_folder: str | Path, train_texts: list[str], cfg, s
             texts = json.loads(cached["texts"].tobytes().decode())
             return [tuple(t) if isinstance(t, list) else t for t in texts], cached["logits"]  # JSON made pairs lists
     teacher = load_bundle(teacher_folder)
-    chosen = source_texts(train_texts, cfg.min_words, cfg.max_texts, seed)
-    report(0.0, f"augment: {len(chosen):,} training texts of ≥ {cfg.min_words} words; finding word neighbours")
-    words = vocabulary_words(teacher.tokenizer)
-    wanted = {w.lower() for t in chosen for part in (t if isinstance(t, tuple) else (t,)) for w in part.split()}
-    embeddings = teacher.model.get_input_embeddings().weight.detach().float().numpy()
-    neighbours = embedding_neighbours(embeddings, words, wanted, cfg.neighbours)
-    texts = augment_texts(chosen, neighbours, cfg.copies, cfg.replace, seed, avoid=set(other_texts))
+    texts = swapped_pairs(train_texts, avoid=set(other_texts)) if cfg.swap else []
+    if cfg.copies:
+        texts += _copies(teacher, train_texts, cfg, seed, report, avoid=set(other_texts) | set(texts))
     logits = _label(teacher, texts, report, "augment", layers, cache_dir, tokens)
     # Texts as UTF-8 JSON bytes: a fixed-width numpy string array would take rows x longest text x 4 bytes.
     save_cache(path, "augment.before-cache", texts=np.frombuffer(json.dumps(texts).encode(), dtype=np.uint8),
                logits=logits)
     report(1.0, f"augment: {len(texts):,} new texts labelled by the teacher")
     return texts, logits
+
+
+def _copies(teacher, train_texts: list, cfg, seed: int, report: Progress, avoid: set) -> list:
+    """``cfg.copies`` perturbed copies of the longer training texts, words replaced by their embedding neighbours."""
+    chosen = source_texts(train_texts, cfg.min_words, cfg.max_texts, seed)
+    report(0.0, f"augment: {len(chosen):,} training texts of ≥ {cfg.min_words} words; finding word neighbours")
+    words = vocabulary_words(teacher.tokenizer)
+    wanted = {w.lower() for t in chosen for part in (t if isinstance(t, tuple) else (t,)) for w in part.split()}
+    embeddings = teacher.model.get_input_embeddings().weight.detach().float().numpy()
+    neighbours = embedding_neighbours(embeddings, words, wanted, cfg.neighbours)
+    return augment_texts(chosen, neighbours, cfg.copies, cfg.replace, seed, avoid=avoid)

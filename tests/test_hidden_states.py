@@ -149,8 +149,8 @@ def test_build_on_augmented_pairs_distills_first_token_states_across_tokenizers(
                                                                                 shifted, tmp_path):
     """A pair task with teacher-labelled swapped pairs and copies of its pairs: the student (another, aligned
     tokenizer) learns the teacher's first-token states of every training pair, the data's from the logits pass and
-    the new pairs' from their labelling pass. Checkpoints are chosen on a selection set's tuning half; every variant is scored on its
-    reporting half (tests/test_selection.py covers the split itself)."""
+    the new pairs' from their labelling pass. Checkpoints are chosen on a selection set's tuning half; every variant
+    is scored on its reporting half (tests/test_selection.py covers the split itself)."""
     test = set((tiny_pair_data / "test.tsv").read_text().splitlines())
     selection = tmp_path / "selection.tsv"
     selection.write_text("sentence1\tsentence2\tlabel\n" + "".join(
@@ -172,7 +172,7 @@ def test_build_on_augmented_pairs_distills_first_token_states_across_tokenizers(
     assert 200 <= len(swapped) <= 240 and 100 <= extra - len(swapped) <= 240  # the swapped pairs, then the copies
     assert (f"token alignment with the teacher: {240 + extra} texts, 0 tokenized differently (0.00 %)" in log), log
     cache = tmp_path / "store" / "cache"
-    assert len(list(cache.glob("teacher-states-*.npz"))) == 2  # the data's pairs, the copies
+    assert len(list(cache.glob("teacher-states-*.npz"))) == 2  # the data's pairs, the new pairs
     with np.load(next(cache.glob("augmented-*.npz"))) as saved:
         pairs = json.loads(saved["texts"].tobytes().decode())
     assert len(pairs) == extra and all(isinstance(p, list) and len(p) == 2 and all(p) for p in pairs)
